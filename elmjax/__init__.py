@@ -1,0 +1,12 @@
+"""elmjax: pretrain OpenELM-family language models with JAX.
+
+Public entry points::
+
+    params = elmjax.init_params(config, rng)
+    logits = elmjax.forward(config, params, tokens)   # float32 [batch, length, vocab]
+"""
+
+from elmjax.model.openelm import forward, init_params
+
+__all__ = ["forward", "init_params"]
+__version__ = "0.1.0"

@@ -1,0 +1,179 @@
+"""OpenELM building blocks (Flax Linen, used purely functionally).
+
+Every parameter carries logical axis names (``embed``, ``qkv``, ``heads``,
+``mlp``, ``vocab``, ``norm``) that ``elmjax.parallel`` maps to mesh axes.
+Matmuls accumulate in float32 (``preferred_element_type``) and return the
+compute dtype; norms, RoPE and softmax run in float32.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Dtype = Any
+
+
+def normal_init(std: float, names: tuple):
+    """A normal initialiser with logical axis names attached."""
+    return nn.with_logical_partitioning(nn.initializers.normal(stddev=std), names)
+
+
+def matmul(x: jax.Array, w: jax.Array, dtype: Dtype) -> jax.Array:
+    """``x @ w`` over the last axis of x and first of w; f32 accumulation, result in ``dtype``."""
+    y = lax.dot_general(x.astype(dtype), w.astype(dtype),
+                        (((x.ndim - 1,), (0,)), ((), ())),
+                        preferred_element_type=jnp.float32)
+    return y.astype(dtype)
+
+
+class Linear(nn.Module):
+    """Bias-free projection ``[..., in] -> [..., features]``; kernel ``[in, features]``."""
+
+    features: int
+    std: float
+    names: tuple
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        w = self.param("kernel", normal_init(self.std, self.names),
+                       (x.shape[-1], self.features), self.param_dtype)
+        return matmul(x, w, self.dtype)
+
+
+def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
+    """``(x_f32 * rsqrt(mean(x_f32^2) + eps)).astype(x.dtype) * weight`` over the last axis."""
+    xf = x.astype(jnp.float32)
+    y = xf * lax.rsqrt(jnp.mean(jnp.square(xf), axis=-1, keepdims=True) + eps)
+    return y.astype(x.dtype) * weight.astype(x.dtype)
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm with float32 statistics and a learned scale (initialised to 1)."""
+
+    eps: float = 1e-6
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        w = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+                       (x.shape[-1],), self.param_dtype)
+        return rms_norm(x, w, self.eps)
+
+
+def rope_angles(positions: jax.Array, head_dim: int, base: float) -> tuple[jax.Array, jax.Array]:
+    """cos/sin of the rotary angles, float32 ``[batch, length, head_dim // 2]``."""
+    inv_freq = 1.0 / (base ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq
+    return jnp.cos(angles), jnp.sin(angles)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """Rotate-half (GPT-NeoX) rotary embedding, computed in float32.
+
+    x: ``[batch, length, heads, head_dim]``; cos, sin: ``[batch, length, head_dim // 2]``.
+    """
+    xf = x.astype(jnp.float32)
+    x1, x2 = jnp.split(xf, 2, axis=-1)
+    c, s = cos[:, :, None, :], sin[:, :, None, :]
+    out = jnp.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=-1)
+    return out.astype(x.dtype)
+
+
+def attention_mask(q_segment_ids, kv_segment_ids, q_positions, kv_positions):
+    """Boolean ``[batch, 1, q_len, kv_len]``: causal by position and within one segment."""
+    causal = q_positions[:, :, None] >= kv_positions[:, None, :]
+    same = q_segment_ids[:, :, None] == kv_segment_ids[:, None, :]
+    return (causal & same)[:, None]
+
+
+def grouped_attention(q, k, v, mask, impl: str = "xla"):
+    """Grouped-query attention without materialising repeated keys/values.
+
+    q: ``[batch, q_len, q_heads, head_dim]``; k, v: ``[batch, kv_len, kv_heads, head_dim]``;
+    mask: boolean ``[batch, 1, q_len, kv_len]``. Query head ``h`` attends with kv head
+    ``h // (q_heads // kv_heads)``. Returns ``[batch, q_len, q_heads, head_dim]``.
+    """
+    if impl in ("xla", "cudnn"):
+        return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
+    b, t, nq, hd = q.shape
+    nkv = k.shape[2]
+    qg = q.reshape(b, t, nkv, nq // nkv, hd)
+    scores = jnp.einsum("btkgh,bskh->bkgts", qg, k, preferred_element_type=jnp.float32)
+    scores = scores * (hd ** -0.5)
+    scores = jnp.where(mask[:, :, None], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgts,bskh->btkgh", probs, v, preferred_element_type=jnp.float32)
+    return out.reshape(b, t, nq, hd).astype(q.dtype)
+
+
+class Attention(nn.Module):
+    """Fused-QKV grouped-query attention with per-head RMSNorm on queries and keys."""
+
+    cfg: Any  # FrozenConfigDict of the model section
+    num_query_heads: int
+    num_kv_heads: int
+
+    @nn.compact
+    def __call__(self, x, cos, sin, mask):
+        """x: ``[batch, length, model_dim]`` -> ``[batch, length, model_dim]``."""
+        cfg = self.cfg
+        dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+        hd, nq, nkv = cfg.head_dim, self.num_query_heads, self.num_kv_heads
+        std = cfg.init_std or cfg.model_dim ** -0.5
+        b, t, _ = x.shape
+        qkv = Linear((nq + 2 * nkv) * hd, std, ("embed", "qkv"), dtype, pdtype,
+                     name="qkv_proj")(x)
+        qkv = qkv.reshape(b, t, nq + 2 * nkv, hd)
+        q, k, v = qkv[:, :, :nq], qkv[:, :, nq:nq + nkv], qkv[:, :, nq + nkv:]
+        if cfg.normalize_qk:
+            q = RMSNorm(cfg.norm_eps, pdtype, name="q_norm")(q)
+            k = RMSNorm(cfg.norm_eps, pdtype, name="k_norm")(k)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        out = grouped_attention(q, k, v, mask, cfg.attention)
+        out_std = std * (2 * cfg.num_layers) ** -0.5
+        y = Linear(cfg.model_dim, out_std, ("heads", "embed"), dtype, pdtype,
+                   name="out_proj")(out.reshape(b, t, nq * hd))
+        return y
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: ``proj_2(silu(a) * b)`` with ``a, b = split(proj_1(x))`` (gate first)."""
+
+    cfg: Any
+    ffn_dim: int
+
+    @nn.compact
+    def __call__(self, x):
+        cfg = self.cfg
+        dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+        std = cfg.init_std or cfg.model_dim ** -0.5
+        h = Linear(2 * self.ffn_dim, std, ("embed", "mlp"), dtype, pdtype, name="proj_1")(x)
+        gate, up = jnp.split(h, 2, axis=-1)
+        h = (jax.nn.silu(gate.astype(jnp.float32)) * up.astype(jnp.float32)).astype(dtype)
+        out_std = std * (2 * cfg.num_layers) ** -0.5
+        return Linear(cfg.model_dim, out_std, ("mlp", "embed"), dtype, pdtype, name="proj_2")(h)
+
+
+class Block(nn.Module):
+    """Pre-norm block: ``h = x + attn(norm(x))``, ``y = h + ffn(norm(h))``."""
+
+    cfg: Any
+    num_query_heads: int
+    num_kv_heads: int
+    ffn_dim: int
+
+    @nn.compact
+    def __call__(self, x, cos, sin, mask):
+        cfg = self.cfg
+        pdtype = jnp.dtype(cfg.param_dtype)
+        h = x + Attention(cfg, self.num_query_heads, self.num_kv_heads, name="attn")(
+            RMSNorm(cfg.norm_eps, pdtype, name="attn_norm")(x), cos, sin, mask)
+        return h + FeedForward(cfg, self.ffn_dim, name="ffn")(
+            RMSNorm(cfg.norm_eps, pdtype, name="ffn_norm")(h))

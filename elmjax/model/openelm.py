@@ -1,0 +1,106 @@
+"""The OpenELM decoder: embed -> N heterogeneous blocks -> RMSNorm -> tied head.
+
+Blocks are unrolled because their widths differ per layer (layer-wise scaling).
+Parameters live outside the module; use ``init_params`` / ``forward``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from elmjax.config import layer_schedule
+from elmjax.model.layers import Block, RMSNorm, attention_mask, matmul, normal_init, rope_angles
+
+_REMAT_POLICIES = {
+    "full": None,  # save nothing inside a block
+    "save_dots": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+def model_section(config) -> ml_collections.FrozenConfigDict:
+    """The (hashable) ``model`` section of a run config, or the section itself."""
+    m = config.model if "model" in config else config
+    return m if isinstance(m, ml_collections.FrozenConfigDict) else ml_collections.FrozenConfigDict(m)
+
+
+class OpenELM(nn.Module):
+    """tokens ``[batch, length]`` int32 -> float32 logits ``[batch, length, vocab]``."""
+
+    cfg: Any  # FrozenConfigDict of the model section
+
+    def setup(self):
+        cfg = self.cfg
+        block = Block
+        if cfg.remat != "none":
+            block = nn.remat(Block, policy=_REMAT_POLICIES[cfg.remat])
+        self.token_embeddings = self.param(
+            "token_embeddings",
+            normal_init(cfg.init_std or cfg.model_dim ** -0.5, ("vocab", "embed")),
+            (cfg.vocab_size, cfg.model_dim), jnp.dtype(cfg.param_dtype))
+        self.layers = [block(cfg, s.num_query_heads, s.num_kv_heads, s.ffn_dim, name=f"layers_{i}")
+                       for i, s in enumerate(layer_schedule(cfg))]
+        self.norm = RMSNorm(cfg.norm_eps, jnp.dtype(cfg.param_dtype))
+
+    def embed(self, tokens):
+        return jnp.take(self.token_embeddings, tokens, axis=0).astype(jnp.dtype(self.cfg.dtype))
+
+    def logits(self, h):
+        """Final norm and the tied output head; float32 ``[batch, length, vocab]``."""
+        h = self.norm(h)
+        emb = self.token_embeddings
+        return jax.lax.dot_general(h, emb.astype(h.dtype), (((h.ndim - 1,), (1,)), ((), ())),
+                                   preferred_element_type=jnp.float32)
+
+    def __call__(self, tokens, segment_ids=None, positions=None):
+        b, t = tokens.shape
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+        if segment_ids is None:
+            segment_ids = jnp.ones((b, t), jnp.int32)
+        cos, sin = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_freq_constant)
+        # Causality by index within the row; segments keep packed documents apart.
+        idx = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+        mask = attention_mask(segment_ids, segment_ids, idx, idx)
+        h = self.embed(tokens)
+        for layer in self.layers:
+            h = layer(h, cos, sin, mask)
+        return self.logits(h)
+
+
+def build(config) -> OpenELM:
+    """The Flax module for a run config (or its model section)."""
+    return OpenELM(model_section(config))
+
+
+def init_params(config, rng: jax.Array) -> dict:
+    """Initialises float32 (``model.param_dtype``) parameters, unboxed, as a nested dict.
+
+    Initialisation follows corenet: every weight ``N(0, model_dim^-0.5)``, the output
+    projections ``out_proj`` and ``proj_2`` scaled by ``(2 * num_layers)^-0.5``, norms 1.
+    """
+    module = build(config)
+    dummy = jnp.zeros((1, 1), jnp.int32)
+    return nn.unbox(jax.jit(module.init)(rng, dummy)["params"])
+
+
+def logical_axes(config) -> dict:
+    """The parameter tree with a ``PartitionSpec`` of logical axis names at each leaf."""
+    module = build(config)
+    dummy = jnp.zeros((1, 1), jnp.int32)
+    boxed = jax.eval_shape(lambda: module.init(jax.random.key(0), dummy))["params"]
+    return nn.get_partition_spec(boxed)
+
+
+def forward(config, params, tokens, segment_ids=None, positions=None) -> jax.Array:
+    """float32 logits ``[batch, length, vocab]`` for int tokens ``[batch, length]``.
+
+    ``segment_ids`` ``[batch, length]`` (packed documents; tokens only attend within
+    their segment) and ``positions`` ``[batch, length]`` (RoPE positions, restarting
+    per document) are optional; by default one document starting at position 0.
+    """
+    return build(config).apply({"params": params}, tokens, segment_ids, positions)

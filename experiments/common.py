@@ -1,0 +1,107 @@
+"""Shared defaults for every elmjax run config; presets state only what differs.
+
+A preset's ``get_config(arg)`` starts from ``base_config()`` and parses a small
+argument string (``experiments/openelm_270m.py:smoke=True``) with ``parse_arg``.
+"""
+
+import ml_collections
+
+from elmjax.config import model_config
+
+# Apple's released models: (num_layers, model_dim, head_dim, peak learning rate).
+OPENELM_SIZES = {
+    "270m": (16, 1280, 64, 5.3e-3),
+    "450m": (20, 1536, 64, 3.9e-3),
+    "1_1b": (28, 2048, 64, 2.4e-3),
+    "3b": (36, 3072, 128, 1.2e-3),
+}
+
+
+def parse_arg(arg, **defaults):
+    """Parses ``"k=v,k2=v2"`` into a ConfigDict over ``defaults`` (values typed like the default)."""
+    out = ml_collections.ConfigDict(defaults)
+    if not arg:
+        return out
+    for item in arg.split(","):
+        key, _, value = item.partition("=")
+        if key not in defaults:
+            raise ValueError(f"unknown config argument {key!r}; allowed: {sorted(defaults)}")
+        kind = type(defaults[key])
+        if kind is bool:
+            out[key] = value.lower() in ("1", "true", "yes", "on")
+        else:
+            out[key] = kind(value)
+    return out
+
+
+def base_config():
+    """Every section with Apple's pretraining recipe as the default (REFERENCE.md)."""
+    c = ml_collections.ConfigDict()
+    c.model = model_config()
+
+    c.data = ml_collections.ConfigDict()
+    c.data.mixture = "data_mixtures/quickstart.yaml"
+    c.data.tokenizer = "data_mixtures/samples/tokenizer.model"
+    c.data.seq_len = 2048
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 350_000
+    c.train.global_batch_size = 2048
+    c.train.microbatches = 1
+    c.train.seed = 0
+    c.train.z_loss = 1e-4
+    c.train.max_nonfinite_in_a_row = 5
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.peak_lr = 5.3e-3
+    c.optim.init_lr = 1e-6
+    c.optim.warmup_steps = 5000
+    c.optim.schedule = "cosine"  # cosine | wsd | constant
+    c.optim.decay_steps = 350_000  # cosine reaches min_lr_ratio * peak here
+    c.optim.wsd_decay_fraction = 0.2  # wsd: final fraction of steps spent decaying
+    c.optim.min_lr_ratio = 0.1
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.95
+    c.optim.eps = 1e-8
+    c.optim.weight_decay = 0.1
+    c.optim.clip_norm = 1.0
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = 1
+    c.mesh.fsdp = -1
+    c.mesh.tensor = 1
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every = 5000
+    c.checkpoint.keep = 3
+    c.checkpoint.keep_every = 0  # also keep every M-th step forever (0: off)
+
+    c.log = ml_collections.ConfigDict()
+    c.log.every = 10
+    return c
+
+
+def openelm_config(size, smoke=False):
+    """One of Apple's four presets, optionally shrunk to a CPU-sized smoke run."""
+    layers, dim, head_dim, lr = OPENELM_SIZES[size]
+    c = base_config()
+    c.model.name = f"openelm-{size}"
+    c.model.num_layers = layers
+    c.model.model_dim = dim
+    c.model.head_dim = head_dim
+    c.model.dtype = "bfloat16"
+    # Activation checkpointing from 450M up, as Apple trained them.
+    c.model.remat = "none" if size == "270m" else "full"
+    c.optim.peak_lr = lr
+    if size == "3b":
+        c.mesh.fsdp = -1
+    if smoke:
+        c.model.dtype = "float32"
+        c.data.seq_len = 128
+        c.train.steps = 4
+        c.train.global_batch_size = 2
+        c.optim.warmup_steps = 2
+        c.optim.decay_steps = 4
+        c.checkpoint.every = 2
+        c.log.every = 1
+    return c

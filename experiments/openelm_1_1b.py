@@ -1,0 +1,17 @@
+"""OpenELM-1.1b with Apple's pretraining recipe.
+
+Launch::
+
+    elmjax train --config experiments/openelm_1_1b.py --workdir runs/openelm_1_1b \
+        --config.data.mixture=data_mixtures/openelm_pretrain.yaml \
+        --config.data.tokenizer=/path/to/llama/tokenizer.model
+
+CPU-sized smoke run: ``--config experiments/openelm_1_1b.py:smoke=True``.
+"""
+
+from experiments.common import openelm_config, parse_arg
+
+
+def get_config(arg=None):
+    args = parse_arg(arg, smoke=False)
+    return openelm_config("1_1b", smoke=args.smoke)
