@@ -138,7 +138,8 @@ class Checkpointer:
                              meta.get("tokenizer_sha256"), self.tokenizer_sha256, where)
             items = {"state": ocp.args.PyTreeRestore(
                 item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target))}
-            if data is not None:
+            # A checkpoint made by ``elmjax import`` has no data position: start the data fresh.
+            if data is not None and (self.directory / str(step) / "data").exists():
                 import grain
 
                 items["data"] = grain.checkpoint.CheckpointRestore(data)

@@ -8,6 +8,7 @@ Imports are lazy so ``elmjax --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -23,6 +24,8 @@ def _split_overrides(argv):
     rest = [a for a in argv if not a.startswith("--config.")]
     return rest, overrides
 
+
+EXIT_PREEMPTED = 75  # sysexits.h EX_TEMPFAIL: saved on SIGTERM, rerun to resume
 
 # --------------------------------------------------------------------------- commands
 
@@ -49,6 +52,106 @@ def cmd_model(args, overrides):
     return 0
 
 
+def cmd_train(args, overrides):
+    """Pretrains (or resumes) a run in ``--workdir``."""
+    from elmjax import parallel
+
+    parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    cfg = _config_from(args, overrides)
+    from elmjax.train import trainer
+
+    try:
+        result = trainer.train(cfg, args.workdir)
+    except trainer.TrainingError as e:
+        print(f"elmjax train: {e}", file=sys.stderr)
+        return 3
+    # Preempted after a clean save: EX_TEMPFAIL tells a scheduler to requeue the same command.
+    return 0 if result.status == "completed" else EXIT_PREEMPTED
+
+
+def cmd_export(args, overrides):
+    """Writes a run's checkpoint in Apple's Hugging Face layout."""
+    import shutil
+
+    from elmjax import checkpoint
+    from elmjax.interop import hf
+
+    cfg, params = checkpoint.load_params(args.workdir, args.step)
+    names = hf.save_hf(args.out, cfg, params, dtype=args.dtype,
+                       max_shard_bytes=int(args.max_shard_gb * 2 ** 30))
+    tok = cfg.get("data", {}).get("tokenizer") if "data" in cfg else None
+    if tok and os.path.exists(tok):
+        shutil.copyfile(tok, os.path.join(args.out, "tokenizer.model"))
+        names.append("tokenizer.model")
+    print(f"wrote {args.out}: {', '.join(names)}")
+    return 0
+
+
+def cmd_import(args, overrides):
+    """Makes a step-0 checkpoint from Apple's HF layout or a corenet ``.pt`` file."""
+    import jax
+
+    from elmjax import checkpoint, parallel
+    from elmjax.interop import hf
+    from elmjax.train import optimizer, state
+
+    if bool(args.hf) == bool(args.corenet):
+        print("elmjax import: give exactly one of --hf DIR or --corenet FILE.pt", file=sys.stderr)
+        return 2
+    if args.hf:
+        hf_cfg, params = hf.load_hf(args.hf)
+        cfg = _config_from(args, overrides) if args.config else _default_run_config()
+        cfg.model = hf_cfg.model
+    else:
+        if not args.config:
+            print("elmjax import: --corenet needs --config (the preset the model was trained "
+                  "with, e.g. experiments/openelm_270m.py --config.model.vocab_size=32128)",
+                  file=sys.stderr)
+            return 2
+        from elmjax.interop.corenet import load_corenet
+
+        cfg = _config_from(args, overrides)
+        params = load_corenet(args.corenet, cfg.model)
+    mesh = parallel.make_mesh(cfg)
+    tx = optimizer.make_optimizer(cfg)
+    train_state, _ = state.init_state(cfg, mesh, tx, jax.random.key(0), params)
+    saver = checkpoint.Checkpointer(args.workdir, cfg)
+    if saver.steps():
+        print(f"elmjax import: {args.workdir} already has checkpoints {saver.steps()}; "
+              "use an empty --workdir", file=sys.stderr)
+        saver.close()
+        return 2
+    saver.save(0, train_state, None, force=True)
+    saver.close()
+    print(f"imported {args.hf or args.corenet} as step 0 of {args.workdir} "
+          f"({sum(x.size for x in jax.tree.leaves(params)):,} parameters)")
+    return 0
+
+
+def _default_run_config():
+    from experiments.common import base_config
+
+    return base_config()
+
+
+def cmd_checkpoints(args, overrides):
+    """Lists a run's checkpoints."""
+    import datetime
+
+    from elmjax import checkpoint
+
+    rows = checkpoint.list_checkpoints(args.workdir)
+    if not rows:
+        print(f"no checkpoints in {args.workdir}")
+        return 1
+    print(f"{'step':>8}  {'written':19}  {'size':>10}  phase")
+    for r in rows:
+        when = (datetime.datetime.fromtimestamp(r["time"]).strftime("%Y-%m-%d %H:%M:%S")
+                if r["time"] else "damaged")
+        print(f"{r['step']:>8}  {when:19}  {r['bytes'] / 2 ** 20:>8.1f}MB  {r['phase'] or '-'}")
+    return 0
+
+
 def _add_config_arg(p):
     p.add_argument("--config", required=True,
                    help="experiments/NAME.py[:ARG]; override keys with --config.section.key=value")
@@ -65,6 +168,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arg(p)
     p.add_argument("--init", action="store_true", help="also initialise the parameters")
     p.set_defaults(func=cmd_model)
+
+    p = sub.add_parser("train", help="pretrain (or resume) a model in a workdir")
+    _add_config_arg(p)
+    p.add_argument("--workdir", required=True, help="run directory (checkpoints, metrics)")
+    p.add_argument("--coordinator", help="multi-host: coordinator host:port (auto-detected on "
+                                         "TPU pods and SLURM)")
+    p.add_argument("--num-processes", type=int, help="multi-host: number of processes")
+    p.add_argument("--process-id", type=int, help="multi-host: this process's index")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="write a checkpoint in Apple's Hugging Face layout")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--step", type=int, help="checkpoint step (default: latest)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--max-shard-gb", type=float, default=5.0, help="shard size limit")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="make a step-0 checkpoint from HF or corenet weights")
+    p.add_argument("--hf", help="directory in Apple's Hugging Face layout")
+    p.add_argument("--corenet", help="corenet PyTorch checkpoint (.pt)")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--config", help="run config for training settings (and the model, for --corenet)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("checkpoints", help="list a run's checkpoints")
+    p.add_argument("--workdir", required=True)
+    p.set_defaults(func=cmd_checkpoints)
     return parser
 
 
