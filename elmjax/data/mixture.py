@@ -144,12 +144,13 @@ def load(path: str) -> list[SourceSpec]:
     """Reads a mixture YAML file (local or cloud); returns its sources with normalised weights.
 
     Relative ``paths`` inside the file are relative to the file's directory.
-    Raises :class:`MixtureError` when the file is missing or malformed.
+    Raises ``FileNotFoundError`` when the file is missing and :class:`MixtureError`
+    when it is malformed.
     """
     path = resolve(path)
     p = epath.Path(path)
     if not p.is_file():
-        raise MixtureError(f"mixture file not found: {path}")
+        raise FileNotFoundError(f"mixture file not found: {path}")
     try:
         doc = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
