@@ -107,6 +107,11 @@ def parse(doc, where: str = "mixture", base_dir: str | None = None) -> list[Sour
         kind = "weight" if "weight" in s else "tokens"
         kinds.add(kind)
         value = s[kind]
+        if isinstance(value, str):  # PyYAML reads 665e9 (no sign in the exponent) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             _fail(at, f"'{kind}' must be a positive number, got {value!r}")
         raw_weights.append(float(value))

@@ -35,8 +35,6 @@ from elmjax.data.packing import PackIterDataset
 from elmjax.data.sources import SourceStats
 from elmjax.data.tokenizer import Tokenizer
 
-LONG_DOC_POLICIES = ("split", "truncate")
-
 
 class DocumentWindows(grain.IterDataset):
     """One source as a stream of tokenized, filtered windows of documents.

@@ -225,3 +225,21 @@ def test_startup_errors_name_the_problem(corpus, tmp_path):
                  b"sources:\n  - {name: junk, format: jsonl, paths: [junk/*.jsonl], weight: 1}\n")
     with pytest.raises(ValueError, match="kept no document"):
         next(pipeline.make_train_iterator(make_cfg(), junk, 0, 1))
+
+
+def test_worker_processes_are_deterministic_and_resume(corpus):
+    mix, texts = corpus
+    cfg = make_cfg(num_workers=2, prefetch=0)
+    it = pipeline.make_train_iterator(cfg, mix, process_index=0, process_count=1)
+    for _ in range(3):
+        next(it)
+    state = json.loads(json.dumps(it.get_state()))
+    expected = [next(it) for _ in range(4)]
+    it.close()
+    fresh = pipeline.make_train_iterator(cfg, mix, process_index=0, process_count=1)
+    fresh.set_state(state)
+    for a in expected:
+        b = next(fresh)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    fresh.close()
