@@ -161,3 +161,31 @@ def load(path: str) -> list[SourceSpec]:
     except yaml.YAMLError as e:
         raise MixtureError(f"{path}: not valid YAML: {e}") from None
     return parse(doc, where=str(path), base_dir=str(p.parent))
+
+
+def sample_documents(specs: list[SourceSpec], max_documents: int, max_chars: int | None = None):
+    """Yields up to ``max_documents`` texts from a mixture, each source's share by weight.
+
+    Takes the sources (from :func:`load`), the document budget and an optional
+    character budget; reads every source's shards in order (tfds sources are
+    skipped). For training a tokenizer on a sample of the data.
+    """
+    from elmjax.data import sources
+
+    chars = 0
+    for spec in specs:
+        if spec.format == "tfds":
+            continue
+        quota = max(1, round(spec.weight * max_documents))
+        stats = sources.SourceStats()
+        for path in sources.expand_paths(spec.paths, spec.base_dir):
+            for _, text in sources.read_shard(path, spec.read_options, stats):
+                yield text
+                quota -= 1
+                chars += len(text)
+                if quota <= 0 or (max_chars and chars >= max_chars):
+                    break
+            if quota <= 0 or (max_chars and chars >= max_chars):
+                break
+        if max_chars and chars >= max_chars:
+            return
