@@ -257,6 +257,32 @@ def _validate_train(cfg):
 
 register_validator(_validate_train)
 
+LONG_DOC_POLICIES = ("split", "truncate")
+
+
+def _validate_data(cfg):
+    if "data" not in cfg:
+        return
+    d = cfg.data
+    for key in ("mixture", "tokenizer"):
+        if key in d:
+            _need(isinstance(d[key], str) and d[key], f"data.{key}",
+                  f"must be a non-empty path, got {d[key]!r}")
+    for key in ("min_chars", "min_tokens", "num_workers", "prefetch", "mix_block_tokens"):
+        if key in d:
+            _need(isinstance(d[key], int) and d[key] >= 0, f"data.{key}",
+                  f"must be an integer >= 0 (0 turns it off / means auto), got {d[key]!r}")
+    for key in ("shuffle_buffer", "pack_rows", "worker_buffer_size", "tokenizer_threads"):
+        if key in d:
+            _need(isinstance(d[key], int) and d[key] >= 1, f"data.{key}",
+                  f"must be a positive integer, got {d[key]!r}")
+    if "long_doc_policy" in d:
+        _need(d.long_doc_policy in LONG_DOC_POLICIES, "data.long_doc_policy",
+              f"must be one of {LONG_DOC_POLICIES}, got {d.long_doc_policy!r}")
+
+
+register_validator(_validate_data)
+
 
 # --------------------------------------------------------------------------- loading
 

@@ -43,6 +43,17 @@ def base_config():
     c.data.mixture = "data_mixtures/quickstart.yaml"
     c.data.tokenizer = "data_mixtures/samples/tokenizer.model"
     c.data.seq_len = 2048
+    # Paper filters (0 turns one off): processed characters, tokens with BOS+EOS.
+    c.data.min_chars = 200
+    c.data.min_tokens = 256
+    c.data.long_doc_policy = "split"  # split | truncate (corenet: keep the first seq_len)
+    c.data.shuffle_buffer = 1024  # documents per source shuffled (and tokenized) together
+    c.data.mix_block_tokens = 0  # sources interleave in blocks of this many tokens; 0 = max(8 * seq_len, 1024)
+    c.data.pack_rows = 256  # rows packed (first-fit-decreasing) and shuffled together
+    c.data.num_workers = 0  # grain worker processes (mp_prefetch); 0 = in the trainer process
+    c.data.worker_buffer_size = 2  # blocks each worker keeps ready
+    c.data.prefetch = 2  # batches a background thread keeps ready; 0 = off
+    c.data.tokenizer_threads = 1  # SentencePiece threads per process
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 350_000
