@@ -116,6 +116,19 @@ class Checkpointer:
     def read_meta(self, step: int) -> dict:
         return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
+    def check_latest_compatible(self) -> None:
+        """Refuses (``IncompatibleCheckpointError``) a newest readable checkpoint that does not fit
+        the config — called before the data pipeline and the model are built."""
+        for step in reversed(self.steps()):
+            try:
+                meta = self.read_meta(step)
+            except Exception:  # noqa: BLE001 - damaged: restore_latest reports and skips it
+                continue
+            check_compatible(config_from_json(meta["config"]), self.cfg,
+                             meta.get("tokenizer_sha256"), self.tokenizer_sha256,
+                             f"checkpoint {self.directory / str(step)}")
+            return
+
     def restore_latest(self, abstract_state, shardings, data):
         """Restores the newest readable checkpoint onto ``shardings``; sets ``data``'s position.
 

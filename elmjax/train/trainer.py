@@ -136,13 +136,14 @@ def train(cfg, workdir: str, *, init_params=None, trainable=None) -> RunResult:
     narrate(f"model {cfg.model.name}: {n_params:,} parameters, {flops_tok:.3g} FLOPs/token; "
             f"global batch {gbs} x {seq} tokens, {cfg.train.steps} steps")
 
+    manager = ckpt_lib.Checkpointer(workdir, cfg)
+    manager.check_latest_compatible()
     data = curriculum.TrainData(cfg)
     narrate(f"data: {data.describe()}")
 
     tx = opt_lib.make_optimizer(cfg, trainable)
     abstract = state_lib.abstract_state(cfg, tx)
     shardings = state_lib.state_shardings(cfg, mesh, tx, abstract)
-    manager = ckpt_lib.Checkpointer(workdir, cfg)
     restored = manager.restore_latest(abstract, shardings, data)
     if restored is not None:
         state, start = restored
