@@ -213,6 +213,33 @@ def cmd_tokenizer_train(args, overrides):
     return 0
 
 
+def cmd_sweep(args, overrides):
+    """Lists a sweep's runs, or runs them one after another in ``--workdir/NAME``."""
+    from elmjax.config import curriculum_phases
+    from elmjax.train import sweep
+
+    runs = sweep.resolve(args.sweep, overrides)
+    if args.sweep_command == "list":
+        for name, run_overrides, cfg in runs:
+            phases = ", ".join(f"{p.name}[{p.start},{p.end})" for p in curriculum_phases(cfg))
+            print(f"{name}: {' '.join(run_overrides)}\n    {cfg.train.steps} steps; phases "
+                  f"{phases}; mixtures {', '.join(p.mixture for p in curriculum_phases(cfg))}")
+        return 0
+    from elmjax.train import trainer
+
+    failed = []
+    for i, (name, _, cfg) in enumerate(runs):
+        workdir = os.path.join(args.workdir, name)
+        print(f"== sweep run {i + 1}/{len(runs)}: {name} -> {workdir}", flush=True)
+        try:
+            trainer.train(cfg, workdir)
+        except trainer.TrainingError as e:
+            print(f"run {name} failed: {e}", file=sys.stderr)
+            failed.append(name)
+    print(f"sweep done: {len(runs) - len(failed)} completed, {len(failed)} failed {failed or ''}")
+    return 3 if failed else 0
+
+
 def _add_config_arg(p):
     p.add_argument("--config", required=True,
                    help="experiments/NAME.py[:ARG]; override keys with --config.section.key=value")
@@ -257,6 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("checkpoints", help="list a run's checkpoints")
     p.add_argument("--workdir", required=True)
     p.set_defaults(func=cmd_checkpoints)
+
+    p = sub.add_parser("sweep", help="list or run the runs of a sweep file")
+    sweep_sub = p.add_subparsers(dest="sweep_command", metavar="SWEEP_COMMAND", required=True)
+    p = sweep_sub.add_parser("list", help="print each run's overrides, phases and mixtures")
+    p.add_argument("sweep", help="experiments/sweeps/NAME.py")
+    p.set_defaults(func=cmd_sweep)
+    p = sweep_sub.add_parser("run", help="run every run one after another on this host "
+                             "(a finished run is skipped, an interrupted one resumes)")
+    p.add_argument("sweep", help="experiments/sweeps/NAME.py")
+    p.add_argument("--workdir", required=True, help="parent directory: one run directory per run")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("data", help="inspect training data")
     data_sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)

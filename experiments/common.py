@@ -54,6 +54,8 @@ def base_config():
     c.data.worker_buffer_size = 2  # blocks each worker keeps ready
     c.data.prefetch = 2  # batches a background thread keeps ready; 0 = off
     c.data.tokenizer_threads = 1  # SentencePiece threads per process
+    # Drop documents whose source `quality_field` scores below this (None: off).
+    c.data.min_quality = ml_collections.config_dict.placeholder(float)
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 350_000
@@ -115,4 +117,29 @@ def openelm_config(size, smoke=False):
         c.optim.decay_steps = 4
         c.checkpoint.every = 2
         c.log.every = 1
+    return c
+
+
+def two_phase_curriculum(c, phase1_mixture, phase2_mixture, phase2_start=0.8,
+                         phase2_min_chars=400, phase2_min_quality=0.9, decay_in_phase2=False):
+    """Adds an OpenELM-style two-phase curriculum to config ``c`` (in place).
+
+    Phase ``web`` (general knowledge, heavily filtered web) runs for the first
+    ``phase2_start`` fraction of ``train.steps``; phase ``refined`` (a refined subset plus
+    synthetic data, with stricter length and quality filters) takes the rest. With
+    ``decay_in_phase2`` the learning rate is warmup-then-flat in phase 1 and decays to the
+    floor across phase 2 (warmup-stable-decay split at the phase boundary).
+    """
+    c.curriculum = ml_collections.ConfigDict()
+    c.curriculum.phases = "web,refined"
+    c.curriculum.web = ml_collections.ConfigDict(dict(
+        mixture=phase1_mixture, steps=0, fraction=phase2_start, lr_schedule="continue",
+        data=ml_collections.ConfigDict()))
+    c.curriculum.refined = ml_collections.ConfigDict(dict(
+        mixture=phase2_mixture, steps=0, fraction=0.0,
+        lr_schedule="linear_decay" if decay_in_phase2 else "continue",
+        data=ml_collections.ConfigDict(dict(min_chars=phase2_min_chars,
+                                            min_quality=phase2_min_quality))))
+    if decay_in_phase2:
+        c.optim.schedule = "constant"
     return c

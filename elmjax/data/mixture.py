@@ -10,6 +10,8 @@ A mixture file has a top-level ``sources:`` list; each source is a mapping::
         text_field: content         # optional; the format's default otherwise
         pile_sets: [Pile-CC, ArXiv] # pile only: keep just these pile_set_names
         text_documents: file        # text only: one document per `file` or per `line`
+        quality_field: metadata.score   # JSON formats: a numeric quality score, filtered by
+                                        # data.min_quality (e.g. per curriculum phase)
       - name: my_tfds
         format: tfds
         tfds_name: my_dataset       # tfds only, instead of paths
@@ -31,7 +33,7 @@ from etils import epath
 from elmjax.data.sources import FORMATS, ReadOptions
 
 _KEYS = {"name", "format", "paths", "weight", "tokens", "text_field", "pile_sets",
-         "text_documents", "tfds_name", "split", "data_dir"}
+         "text_documents", "tfds_name", "split", "data_dir", "quality_field"}
 
 
 class MixtureError(ValueError):
@@ -49,6 +51,8 @@ class SourceSpec:
     text_field: str | None = None
     pile_sets: tuple = ()
     text_documents: str = "file"
+    quality_field: str | None = None
+    min_quality: float | None = None  # set from data.min_quality by the pipeline
     tfds_name: str | None = None
     split: str = "train"
     data_dir: str | None = None
@@ -58,7 +62,8 @@ class SourceSpec:
     def read_options(self) -> ReadOptions:
         """The :class:`ReadOptions` for this source's shards."""
         return ReadOptions(format=self.format, text_field=self.text_field,
-                           pile_sets=self.pile_sets, text_documents=self.text_documents)
+                           pile_sets=self.pile_sets, text_documents=self.text_documents,
+                           quality_field=self.quality_field, min_quality=self.min_quality)
 
 
 def resolve(path: str) -> str:
@@ -129,11 +134,14 @@ def parse(doc, where: str = "mixture", base_dir: str | None = None) -> list[Sour
         pile_sets = s.get("pile_sets") or ()
         if pile_sets and fmt != "pile":
             _fail(at, "'pile_sets' only applies to format 'pile'")
+        if s.get("quality_field") is not None and fmt not in ("pile", "redpajama", "dolma", "jsonl"):
+            _fail(at, f"'quality_field' applies to JSON-lines formats, not {fmt!r}")
         if s.get("text_documents", "file") not in ("file", "line"):
             _fail(at, f"'text_documents' must be 'file' or 'line', got {s['text_documents']!r}")
         specs.append(SourceSpec(
             name=name, format=fmt, paths=paths, text_field=s.get("text_field"),
             pile_sets=tuple(pile_sets), text_documents=s.get("text_documents", "file"),
+            quality_field=s.get("quality_field"),
             tfds_name=s.get("tfds_name"), split=s.get("split", "train"),
             data_dir=s.get("data_dir"), base_dir=base_dir))
     if len(kinds) > 1:

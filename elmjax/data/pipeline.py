@@ -24,6 +24,7 @@ state is small JSON and a restored iterator continues exactly.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import zlib
 
@@ -354,7 +355,10 @@ def make_dataset(cfg, mixture_path: str | None = None, process_index: int | None
                          f"model.vocab_size is {cfg.model.vocab_size}")
     specs = mixture.load(mixture_path or d.mixture)
     windows = {}
+    min_quality = d.get("min_quality", None)
     for spec in specs:
+        if spec.quality_field and min_quality is not None:
+            spec = dataclasses.replace(spec, min_quality=float(min_quality))
         if spec.format == "tfds":
             shards = ["tfds"]
             sources.open_tfds(spec.tfds_name, spec.split, spec.data_dir)  # fail early if absent

@@ -130,13 +130,18 @@ class ReadOptions:
     ``text_field``: key (JSON) or column (parquet) holding the text;
     ``pile_sets``: for ``pile``, keep only records whose ``meta.pile_set_name`` is
     listed (empty: keep all); ``text_documents``: for ``text``, ``"file"`` (one
-    document per file) or ``"line"`` (one per non-empty line).
+    document per file) or ``"line"`` (one per non-empty line); ``quality_field``: dotted
+    path of a numeric quality score in JSON records (e.g. ``metadata.score``) and
+    ``min_quality``: drop documents scoring below it (counted as filtered
+    ``below_quality``; a record without the score counts as below).
     """
 
     format: str
     text_field: str | None = None
     pile_sets: tuple = ()
     text_documents: str = "file"
+    quality_field: str | None = None
+    min_quality: float | None = None
 
     @property
     def field(self) -> str | None:
@@ -316,7 +321,23 @@ def _text_of(obj: Any, opts: ReadOptions, stats: SourceStats) -> str | None:
         if name not in opts.pile_sets:
             stats.skip("excluded_set")
             return None
-    return _check_text(obj.get(opts.field), stats)
+    text = _check_text(obj.get(opts.field), stats)
+    if text is not None and opts.quality_field and opts.min_quality is not None:
+        score = _dotted(obj, opts.quality_field)
+        if not isinstance(score, (int, float)) or score < opts.min_quality:
+            stats.documents_read += 1  # it parsed into a document; the filter dropped it
+            stats.filtered("below_quality")
+            return None
+    return text
+
+
+def _dotted(obj: Any, path: str) -> Any:
+    """``obj["a"]["b"]`` for ``"a.b"``; None where the path does not exist."""
+    for key in path.split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
 
 
 def _check_text(text: Any, stats: SourceStats) -> str | None:

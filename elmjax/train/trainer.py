@@ -203,7 +203,7 @@ def train(cfg, workdir: str, *, init_params=None, trainable=None) -> RunResult:
             bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{tps:.3g}", mfu=f"{row['mfu']:.1%}",
                             **({"phase": phase} if phase else {}))
 
-    lr_schedule = opt_lib.learning_rate_schedule(cfg.optim, cfg.train.steps)
+    lr_schedule = opt_lib.run_schedule(cfg)
     try:
         with _Preemption() as preempt:
             while step < cfg.train.steps:
@@ -241,6 +241,7 @@ def train(cfg, workdir: str, *, init_params=None, trainable=None) -> RunResult:
                 drain(pending)
     finally:
         bar.close()
+        data.close()
         manager.close()
         writer.close()
     if lead:

@@ -183,3 +183,36 @@ def test_too_many_non_finite_losses_stop_the_run(tmp_path):
         trainer.train(cfg, str(tmp_path / "nan"))
     rows = metrics.read_metrics(tmp_path / "nan")
     assert rows and rows[-1]["skipped_total"] >= 1
+
+
+def two_phase_config():
+    from experiments.common import two_phase_curriculum
+
+    cfg = tiny_run_config(steps=6, every=1)
+    cfg.checkpoint.keep = 10
+    cfg.data.min_tokens = 64  # the tiny 32-token windows need no 256-token documents
+    return two_phase_curriculum(cfg, str(ROOT / "data_mixtures" / "quickstart_phase1.yaml"),
+                                str(ROOT / "data_mixtures" / "quickstart_phase2.yaml"),
+                                phase2_start=0.5, decay_in_phase2=True)
+
+
+@pytest.mark.slow
+def test_curriculum_resume_before_at_and_after_the_switch(tmp_path):
+    import shutil
+
+    straight = tmp_path / "straight"
+    trainer.train(two_phase_config(), str(straight))
+    rows = metrics.read_metrics(straight)
+    assert [r["phase"] for r in rows] == ["web"] * 3 + ["refined"] * 3
+    reference = losses_by_step(straight)
+    for k in (2, 3, 4):  # the switch is at step 3
+        workdir = tmp_path / f"resume{k}"
+        shutil.copytree(straight / "checkpoints", workdir / "checkpoints")
+        for p in (workdir / "checkpoints").iterdir():
+            if p.name.isdigit() and int(p.name) > k:
+                shutil.rmtree(p)
+        result = trainer.train(two_phase_config(), str(workdir))
+        assert result.step == 6
+        resumed = losses_by_step(workdir)
+        assert sorted(resumed) == list(range(k + 1, 7))
+        assert resumed == {s: reference[s] for s in resumed}, k
