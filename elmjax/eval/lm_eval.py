@@ -11,8 +11,10 @@ plugin discovery), so from Python::
 
 and from the shell (lm-eval's own command line, with the model registered)::
 
-    python -m elmjax.eval.lm_eval --model elmjax \\
+    elmjax-lm-eval run --model elmjax \\
         --model_args pretrained=DIR,tokenizer=tok.model --tasks arc_easy,piqa
+
+(``python -m elmjax.eval.lm_eval run ...`` is the same.)
 
 ``pretrained`` is a Hugging Face OpenELM directory (``config.json`` +
 safetensors) or an elmjax run directory (optional ``step=N``); ``tokenizer`` a
