@@ -1,0 +1,118 @@
+"""Test data for evaluation tests: a tokenizer corpus and hand-written task documents."""
+
+import random
+
+
+WORDS = ("the a an of to in is was it that on for with as by at from this which or be are "
+         "question answer yes no true false water sun moon rock plant animal cold hot light "
+         "heavy energy earth air fire tree cat dog man woman he she they put took because "
+         "bottle cup table kitchen door open close cut paper knife glass sand boil ice melt "
+         "people science cell body grow small large long short run walk jump sky blue red").split()
+
+
+def corpus_lines(n: int = 400, seed: int = 0) -> list[str]:
+    """Deterministic pseudo-English lines covering the words of the hand-written items."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(4, 14))]
+        words[0] = words[0].capitalize()
+        lines.append(" ".join(words) + rng.choice([".", "?", "!", ",", ":"]))
+    return lines
+
+
+def train_tokenizer(path, vocab_size: int = 120) -> str:
+    """Trains a LLaMA-layout SentencePiece model (<unk>=0, <s>=1, </s>=2) and writes ``path``."""
+    import sentencepiece as spm
+
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus_lines()), model_prefix=str(path), vocab_size=vocab_size,
+        model_type="bpe", unk_id=0, bos_id=1, eos_id=2, pad_id=-1, character_coverage=1.0,
+        num_threads=1, minloglevel=2)
+    return str(path) + ".model"
+
+
+# --------------------------------------------------------------------------- task data
+# A few hand-written documents per task, in the Hugging Face hub's field layout.
+
+HF_DOCS = {
+    ("arc_easy", "test"): [
+        {"id": "e1", "question": "Which of these is hot?", "answerKey": "B",
+         "choices": {"text": ["ice", "the sun", "snow"], "label": ["A", "B", "C"]}},
+        {"id": "e2", "question": "What do plants need to grow?", "answerKey": "1",
+         "choices": {"text": ["light", "rock", "glass", "paper"], "label": ["1", "2", "3", "4"]}},
+        {"id": "e3", "question": "What is the sky?", "answerKey": "A",
+         "choices": {"text": ["blue", "a red rock"], "label": ["A", "B"]}},
+    ],
+    ("arc_challenge", "test"): [
+        {"id": "c1", "question": "Why does ice melt?", "answerKey": "B",
+         "choices": {"text": ["it is cold", "energy from the sun"], "label": ["A", "B"]}},
+        {"id": "c2", "question": "Which animal can run?", "answerKey": "C",
+         "choices": {"text": ["a tree", "a rock", "a dog", "a cup"],
+                     "label": ["A", "B", "C", "D"]}},
+    ],
+    ("boolq", "validation"): [
+        {"question": "is the sky blue", "passage": "The sky is blue because of light.",
+         "idx": 0, "label": 1},
+        {"question": "does ice boil", "passage": "Ice is cold. Water can boil when hot.",
+         "idx": 1, "label": 0},
+    ],
+    ("hellaswag", "validation"): [
+        {"ind": 4, "activity_label": "Cutting paper", "ctx_a": "A man takes a knife.",
+         "ctx_b": "he", "ctx": "A man takes a knife. he",
+         "endings": ["cuts the paper [title] with care.", "walks to the door.",
+                     "jumps in the  sky [step] again.", "boils water."],
+         "source_id": "wikihow~1", "split": "val", "split_type": "indomain", "label": "0"},
+        {"ind": 9, "activity_label": "Kitchen", "ctx_a": "A woman opens the door.",
+         "ctx_b": "SHE puts a cup on the table.", "ctx": "",
+         "endings": ["She took the cup.", "the cat ran.", "ice melts.", "a dog walks."],
+         "source_id": "activitynet~2", "split": "val", "split_type": "zeroshot", "label": "2"},
+    ],
+    ("piqa", "validation"): [
+        {"goal": "To cut paper", "sol1": "use a knife.", "sol2": "use ice.", "label": 0},
+        {"goal": "To boil water", "sol1": "put it in the sky.", "sol2": "heat it with fire.",
+         "label": 1},
+    ],
+    ("sciq", "test"): [
+        {"question": "What does the sun give?", "distractor1": "rock", "distractor2": "ice",
+         "distractor3": "sand", "correct_answer": "light",
+         "support": "  The sun is hot. It gives light and energy to the earth."},
+        {"question": "What is in the body?", "distractor1": "glass", "distractor2": "paper",
+         "distractor3": "sand", "correct_answer": "cell", "support": ""},
+    ],
+    ("winogrande", "validation"): [
+        {"sentence": "The cup fell off the table because the _ was small.",
+         "option1": "cup", "option2": "table", "answer": "2"},
+        {"sentence": "The man gave the woman a cup because _ was cold.",
+         "option1": "the man", "option2": "the woman", "answer": "2"},
+        {"sentence": "The dog ran to the cat since _ was hot.", "option1": "the dog",
+         "option2": "the cat", "answer": "1"},
+    ],
+}
+
+
+def write_hf_layout(root) -> dict:
+    """Writes ``HF_DOCS`` as ``root/<task>/<split>.jsonl`` (winogrande as a hub parquet shard).
+
+    Returns ``{task: (split, path)}``.
+    """
+    import json
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = {}
+    for (task, split), docs in HF_DOCS.items():
+        if task == "winogrande":
+            path = os.path.join(root, "winogrande", "winogrande_xl",
+                                f"{split}-00000-of-00001.parquet")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            pq.write_table(pa.Table.from_pylist(docs), path)
+        else:
+            path = os.path.join(root, task, f"{split}.jsonl")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.writelines(json.dumps(d) + "\n" for d in docs)
+        paths[task] = (split, path)
+    return paths
