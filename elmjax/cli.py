@@ -58,10 +58,11 @@ def cmd_train(args, overrides):
 
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     cfg = _config_from(args, overrides)
+    from elmjax.eval.harness import training_evaluator
     from elmjax.train import trainer
 
     try:
-        result = trainer.train(cfg, args.workdir)
+        result = trainer.train(cfg, args.workdir, evaluator=training_evaluator(cfg))
     except trainer.TrainingError as e:
         print(f"elmjax train: {e}", file=sys.stderr)
         return 3
@@ -225,6 +226,7 @@ def cmd_sweep(args, overrides):
             print(f"{name}: {' '.join(run_overrides)}\n    {cfg.train.steps} steps; phases "
                   f"{phases}; mixtures {', '.join(p.mixture for p in curriculum_phases(cfg))}")
         return 0
+    from elmjax.eval.harness import training_evaluator
     from elmjax.train import trainer
 
     failed = []
@@ -232,7 +234,7 @@ def cmd_sweep(args, overrides):
         workdir = os.path.join(args.workdir, name)
         print(f"== sweep run {i + 1}/{len(runs)}: {name} -> {workdir}", flush=True)
         try:
-            trainer.train(cfg, workdir)
+            trainer.train(cfg, workdir, evaluator=training_evaluator(cfg))
         except trainer.TrainingError as e:
             print(f"run {name} failed: {e}", file=sys.stderr)
             failed.append(name)

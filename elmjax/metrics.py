@@ -30,10 +30,11 @@ class MetricsWriter:
         self._jsonl.write(json.dumps(row) + "\n")
         self._jsonl.flush()
         for k, v in row.items():
+            tag = f"eval/{k}" if k.startswith("eval") or "/" in k else f"train/{k}"
             if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
-                self._tb.add_scalar(f"train/{k}", v, step)
+                self._tb.add_scalar(tag, v, step)
             elif isinstance(v, str):
-                self._tb.add_text(f"train/{k}", v, step)
+                self._tb.add_text(tag, v, step)
 
     def close(self) -> None:
         if self.enabled:

@@ -10,50 +10,15 @@ from __future__ import annotations
 from typing import Sequence
 
 
-class _SentencePiece:
-    """Minimal SentencePiece tokenizer with the interface of ``elmjax.data.tokenizer.Tokenizer``."""
-
-    def __init__(self, path: str):
-        import os
-
-        import sentencepiece as spm
-
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"tokenizer model not found: {path}")
-        self.path = str(path)
-        self.sp = spm.SentencePieceProcessor(model_file=self.path)
-
-    @property
-    def vocab_size(self) -> int:
-        return self.sp.get_piece_size()
-
-    @property
-    def bos_id(self) -> int:
-        return self.sp.bos_id()
-
-    @property
-    def eos_id(self) -> int:
-        return self.sp.eos_id()
-
-    def encode_batch(self, texts: Sequence[str], add_bos: bool = True,
-                     add_eos: bool = True) -> list[list[int]]:
-        return self.sp.encode(list(texts), out_type=int, add_bos=add_bos, add_eos=add_eos)
-
-    def decode(self, ids) -> str:
-        return self.sp.decode([int(i) for i in ids])
-
-
 def open_tokenizer(path: str):
     """A SentencePiece ``.model`` file -> a tokenizer object.
 
     The object has ``encode_batch(texts, add_bos=, add_eos=) -> list[list[int]]``,
-    ``decode(ids) -> str``, ``bos_id``, ``eos_id`` and ``vocab_size``; it is
-    ``elmjax.data.tokenizer.Tokenizer`` where that module is installed.
+    ``decode(ids) -> str``, ``bos_id``, ``eos_id`` and ``vocab_size``
+    (``elmjax.data.tokenizer.Tokenizer``, which NFC-normalises as pretraining does).
     """
-    try:
-        from elmjax.data.tokenizer import Tokenizer
-    except ImportError:
-        return _SentencePiece(path)
+    from elmjax.data.tokenizer import Tokenizer
+
     return Tokenizer(path)
 
 

@@ -98,12 +98,8 @@ def _texts_of_file(path: str, limit: int | None) -> list[str]:
 
 
 def _texts_of_mixture(path: str, limit: int) -> dict[str, list[str]]:
-    try:
-        from elmjax.data import mixture, sources
-    except ImportError as e:
-        raise RuntimeError(f"--perplexity {path}: reading a mixture file needs elmjax.data "
-                           f"(mixture, sources), which is not installed here ({e}); pass a "
-                           f".jsonl/.json/.parquet/.txt file instead") from None
+    from elmjax.data import mixture, sources
+
     out = {}
     for spec in mixture.load(path):
         if spec.format == "tfds":
@@ -164,6 +160,43 @@ def text_perplexity(scorer: scoring.Scorer, tokenizer, texts: Sequence[str]) -> 
             "documents": len(texts)}
 
 
+def training_evaluator(cfg):
+    """The periodic evaluation ``elmjax train`` runs every ``eval.every`` steps, or None.
+
+    Returns ``evaluate(step, params) -> {name: value}`` with ``eval_loss`` (log of the
+    held-out token perplexity, averaged over the sources of ``eval.perplexity``), each
+    source's ``eval_ppl/NAME``, and ``TASK/METRIC`` accuracies for ``eval.tasks``.
+    The held-out documents are read once, here.
+    """
+    e = cfg.get("eval")
+    if e is None or not e.every:
+        return None
+    tasks = [t.strip() for t in e.tasks.split(",") if t.strip()]
+    if not (e.perplexity or tasks):
+        raise ValueError("eval.every is set but neither eval.perplexity nor eval.tasks is")
+    tokenizer = encoding.open_tokenizer(cfg.data.tokenizer)
+    texts = read_perplexity_texts(e.perplexity, e.perplexity_docs) if e.perplexity else {}
+    for name in tasks:  # fail at start-up, not at the first evaluation
+        tasks_lib.get_task(name)
+
+    def evaluate_now(step, params):
+        out = {}
+        scorer = scoring.Scorer(cfg, params, e.batch_size, max_length=cfg.data.seq_len)
+        if texts:
+            losses = []
+            for name, docs in texts.items():
+                ppl = text_perplexity(scorer, tokenizer, docs)["token_perplexity"]
+                out[f"eval_ppl/{name}"] = ppl
+                losses.append(math.log(ppl))
+            out["eval_loss"] = sum(losses) / len(losses)
+        if tasks:
+            out.update(evaluate(cfg, params, tokenizer, tasks, e.data_dir, e.limit or None,
+                                e.batch_size))
+        return out
+
+    return evaluate_now
+
+
 # --------------------------------------------------------------------------- models and output
 
 
@@ -175,12 +208,8 @@ def load_model(hf: str | None = None, workdir: str | None = None, step: int | No
         from elmjax.interop.hf import load_hf
 
         return load_hf(hf)
-    try:
-        from elmjax.checkpoint import load_params
-    except ImportError as e:
-        raise RuntimeError(f"loading a workdir needs elmjax.checkpoint.load_params, which is not "
-                           f"available in this installation ({e}); export the run with "
-                           f"`elmjax export` and use --hf instead") from None
+    from elmjax.checkpoint import load_params
+
     return load_params(workdir, step=step)
 
 

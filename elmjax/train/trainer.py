@@ -115,11 +115,13 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._old)
 
 
-def train(cfg, workdir: str, *, init_params=None, trainable=None) -> RunResult:
+def train(cfg, workdir: str, *, init_params=None, trainable=None, evaluator=None) -> RunResult:
     """Trains ``cfg`` in ``workdir``, resuming from its latest checkpoint if there is one.
 
     ``init_params``: optional parameter tree to start from instead of a random init
-    (fine-tuning); ``trainable``: optional tree of bools, False leaves frozen (PEFT).
+    (fine-tuning); ``trainable``: optional tree of bools, False leaves frozen (PEFT);
+    ``evaluator``: optional ``f(step, params) -> {name: value}`` run every ``eval.every``
+    steps and at the end, its results logged with the training metrics.
     Returns a ``RunResult``; raises ``TrainingError`` when the run cannot continue.
     """
     config_lib.validate(cfg)
@@ -170,7 +172,11 @@ def train(cfg, workdir: str, *, init_params=None, trainable=None) -> RunResult:
     step = start
 
     def drain(pending):
+        """Fetches and logs a step's metrics (one step late, so the device stays busy);
+        returns None, the new value of ``pending``."""
         nonlocal first_loss, last_loss, skipped_total, skipped_streak, window_t, window_steps
+        if pending is None:
+            return None
         s, m, phase = pending
         m = jax.device_get(m)
         if m["skipped"]:
@@ -224,21 +230,27 @@ def train(cfg, workdir: str, *, init_params=None, trainable=None) -> RunResult:
                     state, m = step_fn(state, batch)
                 step += 1
                 window_steps += 1
-                if pending is not None:
-                    drain(pending)
+                drain(pending)
                 pending = (step, m, phase)
                 bar.update(1)
+                eval_every = cfg.get("eval", {}).get("every", 0) if evaluator else 0
+                if eval_every and (step % eval_every == 0 or step == cfg.train.steps):
+                    pending = drain(pending)
+                    te = time.perf_counter()
+                    results = evaluator(step, state["params"])
+                    writer.write(step, results)
+                    window_t += time.perf_counter() - te  # evaluation is not training time
+                    bar.write(f"step {step} eval: " + ", ".join(
+                        f"{k}={v:.4g}" for k, v in results.items() if "stderr" not in k))
                 stop = preempt.requested or manager.reached_preemption(step)
                 if step % cfg.checkpoint.every == 0 or step == cfg.train.steps or stop:
-                    drain(pending)
-                    pending = None
+                    pending = drain(pending)
                     manager.save(step, state, data, force=stop or step == cfg.train.steps)
                 if stop:
                     status = "preempted"
                     narrate(f"preempted: saved step {step}; rerun the same command to resume")
                     break
-            if pending is not None:
-                drain(pending)
+            drain(pending)
     finally:
         bar.close()
         data.close()

@@ -216,3 +216,22 @@ def test_curriculum_resume_before_at_and_after_the_switch(tmp_path):
         resumed = losses_by_step(workdir)
         assert sorted(resumed) == list(range(k + 1, 7))
         assert resumed == {s: reference[s] for s in resumed}, k
+
+
+def test_evaluation_during_training_matches_a_direct_evaluation(tmp_path):
+    from elmjax.eval import harness, scoring
+    from elmjax.eval.encoding import open_tokenizer
+
+    cfg = tiny_run_config(steps=4, every=4)
+    cfg.eval.every = 2
+    cfg.eval.perplexity = str(ROOT / "data_mixtures" / "samples" / "jsonl" / "poems.jsonl")
+    cfg.eval.perplexity_docs = 3
+    trainer.train(cfg, str(tmp_path), evaluator=harness.training_evaluator(cfg))
+    evals = [r for r in metrics.read_metrics(tmp_path) if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert evals[1]["eval_loss"] < evals[0]["eval_loss"] + 1.0
+    _, params = checkpoint.load_params(tmp_path)
+    texts = harness.read_perplexity_texts(cfg.eval.perplexity, 3)["poems.jsonl"]
+    direct = harness.text_perplexity(scoring.Scorer(cfg, params, 8, max_length=cfg.data.seq_len),
+                                     open_tokenizer(cfg.data.tokenizer), texts)
+    assert evals[1]["eval_ppl/poems.jsonl"] == pytest.approx(direct["token_perplexity"], rel=1e-5)
