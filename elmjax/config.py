@@ -270,15 +270,18 @@ def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     from absl import flags
     from ml_collections import config_flags
 
-    fv = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", default=None, flag_values=fv, lock_config=False)
     bad = [o for o in overrides if not o.startswith("--config.")]
     if bad:
         raise ConfigError(f"overrides must look like --config.section.key=value, got {bad}")
+    argv = ["elmjax", f"--config={spec}", *overrides]
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", default=None, flag_values=fv, lock_config=False,
+                                    sys_argv=argv)
     try:
-        fv(["elmjax", f"--config={spec}", *overrides])
-    except flags.Error as e:  # unknown key, wrong type, missing file
-        raise ConfigError(str(e)) from None
+        fv(argv)
+    except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
+        # unknown key, wrong type, missing or broken config file
+        raise ConfigError(f"--config {spec} {' '.join(overrides)}: {e}") from None
     cfg = fv.config
     if cfg is None:
         raise ConfigError(f"--config {spec!r} did not produce a config")

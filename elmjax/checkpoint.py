@@ -1,0 +1,217 @@
+"""Checkpoints that lose nothing: Orbax ``CheckpointManager`` over train state + data position.
+
+Each checkpoint ``WORKDIR/checkpoints/STEP/`` holds three items:
+
+- ``state``: the sharded train state ``{"step", "params", "opt_state"}`` (async, atomic);
+- ``data``: every host's data-iterator position (grain's Orbax handler, one JSON per process);
+- ``meta``: the resolved config, the tokenizer's SHA-256, the phase and the wall time.
+
+A run restores onto any mesh: the target shardings come from the current config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from etils import epath
+
+from elmjax import config as config_lib
+
+log = logging.getLogger("elmjax.checkpoint")
+
+# Model keys that decide parameter shapes; a checkpoint differing in any of them is refused.
+SHAPE_KEYS = ("num_layers", "model_dim", "head_dim", "vocab_size", "normalize_qk")
+
+
+class IncompatibleCheckpointError(ValueError):
+    """A checkpoint does not fit the current config (model shape or tokenizer differ)."""
+
+
+def file_sha256(path) -> str | None:
+    """SHA-256 of a file's bytes (None if there is no such file)."""
+    path = epath.Path(path)
+    if not path.exists():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def config_from_json(data: dict) -> ml_collections.ConfigDict:
+    """Rebuilds a run config saved as JSON (lists back to tuples in the model section)."""
+    cfg = ml_collections.ConfigDict(data)
+    m = config_lib.model_config()
+    for k, v in data["model"].items():
+        m[k] = tuple(v) if isinstance(v, list) else v
+    cfg.model = m
+    return cfg
+
+
+def _model_signature(m) -> dict:
+    sig = {k: m[k] for k in SHAPE_KEYS}
+    sig["layer_schedule"] = [tuple(vars(s).values()) for s in config_lib.layer_schedule(m)]
+    return sig
+
+
+def check_compatible(saved_cfg, cfg, saved_tok: str | None, tok: str | None, where: str) -> None:
+    """Raises ``IncompatibleCheckpointError`` naming the first difference."""
+    a, b = _model_signature(saved_cfg.model), _model_signature(cfg.model)
+    for key in a:
+        if a[key] != b[key]:
+            raise IncompatibleCheckpointError(
+                f"{where} was trained with model.{key}={a[key]} but the config has "
+                f"model.{key}={b[key]}; use another --workdir or the matching config")
+    if saved_tok and tok and saved_tok != tok:
+        raise IncompatibleCheckpointError(
+            f"{where} was trained with another tokenizer (sha256 {saved_tok[:12]}…, the config's "
+            f"data.tokenizer has {tok[:12]}…); use the tokenizer the run started with")
+
+
+class Checkpointer:
+    """Saves and restores one run's checkpoints in ``workdir/checkpoints``."""
+
+    def __init__(self, workdir, cfg):
+        self.cfg = cfg
+        self.directory = epath.Path(workdir) / "checkpoints"
+        c = cfg.checkpoint
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=c.keep or None,
+            keep_period=c.get("keep_every", 0) or None,
+            create=True,
+            enable_async_checkpointing=c.get("async_save", True),
+        )
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        tok = cfg.data.get("tokenizer") if "data" in cfg else None
+        self.tokenizer_sha256 = file_sha256(tok) if tok else None
+
+    # ------------------------------------------------------------------ save
+
+    def save(self, step: int, state, data, force: bool = False) -> bool:
+        """Starts an asynchronous save of ``state`` and ``data``'s position at ``step``."""
+        meta = {"config": json.loads(self.cfg.to_json_best_effort()),
+                "tokenizer_sha256": self.tokenizer_sha256,
+                "phase": data.phase_name(max(step - 1, 0)) if data is not None else None,
+                "time": time.time(), "step": int(step)}
+        items = {"state": ocp.args.PyTreeSave(state), "meta": ocp.args.JsonSave(meta)}
+        if data is not None:
+            import grain
+
+            items["data"] = grain.checkpoint.CheckpointSave(data)
+        return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+
+    def reached_preemption(self, step: int) -> bool:
+        """True when JAX's multi-host preemption sync point says to save and stop now."""
+        return bool(self.manager.reached_preemption(step))
+
+    # ------------------------------------------------------------------ restore
+
+    def steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def read_meta(self, step: int) -> dict:
+        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+
+    def restore_latest(self, abstract_state, shardings, data):
+        """Restores the newest readable checkpoint onto ``shardings``; sets ``data``'s position.
+
+        Returns ``(state, step)`` or None when there is no checkpoint. A damaged latest
+        checkpoint is reported and the previous one used; an incompatible one is refused.
+        """
+        steps = self.steps()
+        target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                              abstract_state, shardings)
+        for step in reversed(steps):
+            where = f"checkpoint {self.directory / str(step)}"
+            try:
+                meta = self.read_meta(step)
+            except Exception as e:  # noqa: BLE001 - any unreadable metadata means damage
+                log.warning("%s: unreadable metadata (%s); trying the previous one", where, e)
+                print(f"[elmjax] {where} is damaged ({type(e).__name__}); using the previous one",
+                      flush=True)
+                continue
+            check_compatible(config_from_json(meta["config"]), self.cfg,
+                             meta.get("tokenizer_sha256"), self.tokenizer_sha256, where)
+            items = {"state": ocp.args.PyTreeRestore(
+                item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target))}
+            if data is not None:
+                import grain
+
+                items["data"] = grain.checkpoint.CheckpointRestore(data)
+            try:
+                restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+            except Exception as e:  # noqa: BLE001 - truncated/missing files: fall back
+                print(f"[elmjax] {where} is damaged ({type(e).__name__}: {str(e)[:200]}); "
+                      f"using the previous one", flush=True)
+                continue
+            return restored["state"], step
+        return None
+
+    def close(self) -> None:
+        """Waits for in-flight asynchronous saves, then releases the manager."""
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def load_params(workdir, step: int | None = None, cfg=None):
+    """``(config, params)`` of a run's checkpoint (latest by default), on the default device.
+
+    Only the parameters are read (no optimizer state). ``cfg`` overrides the saved config's
+    non-shape settings (e.g. ``model.dtype``) when given.
+    """
+    directory = epath.Path(workdir) / "checkpoints"
+    if not directory.exists():
+        raise FileNotFoundError(f"{workdir}: no checkpoints/ directory (is this an elmjax workdir?)")
+    mgr = ocp.CheckpointManager(directory)
+    try:
+        steps = sorted(mgr.all_steps())
+        if not steps:
+            raise FileNotFoundError(f"{directory}: no checkpoints")
+        step = steps[-1] if step is None else step
+        if step not in steps:
+            raise FileNotFoundError(f"{directory}: no checkpoint at step {step} (have {steps})")
+        meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        saved = config_from_json(meta["config"])
+        if cfg is not None:
+            check_compatible(saved, cfg, None, None, f"checkpoint {directory / str(step)}")
+            saved = cfg
+        from elmjax.model.openelm import init_params
+
+        abstract = jax.eval_shape(lambda: init_params(saved, jax.random.key(0)))
+        sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                              abstract)
+        restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            item={"params": target},
+            restore_args={"params": ocp.checkpoint_utils.construct_restore_args(target)},
+            partial_restore=True)))
+    finally:
+        mgr.close()
+    return saved, restored["state"]["params"]
+
+
+def list_checkpoints(workdir) -> list[dict]:
+    """One dict per checkpoint: step, time, size in bytes, phase."""
+    directory = epath.Path(workdir) / "checkpoints"
+    if not directory.exists():
+        return []
+    mgr = ocp.CheckpointManager(directory)
+    rows = []
+    try:
+        for step in sorted(mgr.all_steps()):
+            path = directory / str(step)
+            size = sum(os.path.getsize(os.path.join(d, f))
+                       for d, _, files in os.walk(os.fspath(path)) for f in files)
+            try:
+                meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            except Exception:  # noqa: BLE001 - list damaged checkpoints too
+                meta = {}
+            rows.append({"step": step, "time": meta.get("time"), "bytes": size,
+                         "phase": meta.get("phase"), "damaged": not meta})
+    finally:
+        mgr.close()
+    return rows

@@ -1,0 +1,97 @@
+"""Run metrics: JSONL and TensorBoard writers, the progress bar and the loss-curve plot."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from etils import epath
+
+
+class MetricsWriter:
+    """Appends one JSON object per logged step to ``metrics.jsonl`` and mirrors scalars to
+    TensorBoard event files in the same directory. Only process 0 writes."""
+
+    def __init__(self, workdir, enabled: bool = True):
+        self.dir = epath.Path(workdir)
+        self.enabled = enabled
+        self._tb = None
+        if enabled:
+            from tensorboardX import SummaryWriter
+
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._jsonl = (self.dir / "metrics.jsonl").open("a")
+            self._tb = SummaryWriter(str(self.dir))
+
+    def write(self, step: int, values: dict) -> None:
+        if not self.enabled:
+            return
+        row = {"step": int(step), **{k: _plain(v) for k, v in values.items()}}
+        self._jsonl.write(json.dumps(row) + "\n")
+        self._jsonl.flush()
+        for k, v in row.items():
+            if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
+                self._tb.add_scalar(f"train/{k}", v, step)
+            elif isinstance(v, str):
+                self._tb.add_text(f"train/{k}", v, step)
+
+    def close(self) -> None:
+        if self.enabled:
+            self._jsonl.close()
+            self._tb.close()
+
+
+def _plain(v):
+    if hasattr(v, "item"):
+        v = v.item()
+    return v
+
+
+def read_metrics(workdir) -> list[dict]:
+    """The rows of ``workdir/metrics.jsonl`` (empty list if there is none)."""
+    path = epath.Path(workdir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_loss(workdir, out_name: str = "loss.png") -> str | None:
+    """Writes a loss-curve PNG from ``metrics.jsonl``; returns its path (None if no rows)."""
+    rows = [r for r in read_metrics(workdir) if "loss" in r]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.4, label="train loss")
+    evals = [r for r in rows if "eval_loss" in r]
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "o-", label="eval loss")
+    phases = {}
+    for r in rows:
+        if "phase" in r:
+            phases.setdefault(r["phase"], r["step"])
+    for name, step in list(phases.items())[1:]:
+        ax.axvline(step, color="gray", ls="--", lw=0.8)
+        ax.text(step, ax.get_ylim()[1], f" {name}", va="top", fontsize=8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out = epath.Path(workdir) / out_name
+    with out.open("wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+    return str(out)
+
+
+def progress_bar(total: int, initial: int = 0, enabled: bool = True):
+    """A tqdm bar over steps with ETA (disabled on processes other than 0)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step",
+                dynamic_ncols=True, smoothing=0.1)
