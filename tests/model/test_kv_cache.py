@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from elmjax.config import layer_schedule, model_config
+from elmjax.config import layer_schedule
 from elmjax.inference.cache import extend, init_cache
 from elmjax.model.openelm import forward, init_params, model_section
+from tests.conftest import tiny_model
 
-CFG = model_config(num_layers=3, model_dim=64, head_dim=16, num_gqa_groups=2,
-                   ffn_dim_divisor=32, vocab_size=256)
+CFG = model_section(tiny_model())
 
 
 @pytest.fixture(scope="module")
