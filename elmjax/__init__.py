@@ -7,7 +7,7 @@ Public entry points::
     out = elmjax.generate(config, params, prompt_ids, max_new_tokens)  # .tokens [batch, new]
 """
 
-from elmjax.inference.generate import generate
+from elmjax.inference.generation import generate
 from elmjax.model.openelm import forward, init_params
 
 __all__ = ["forward", "generate", "init_params"]
