@@ -278,6 +278,140 @@ def add_eval_parser(sub):
     p.add_argument("--out", help="write the results as JSON here")
     p.set_defaults(func=cmd_eval)
 
+# --------------------------------------------------------------------------- inference
+
+
+def _inference_model(args, overrides):
+    """``(config, params)`` from ``--hf``, ``--workdir`` or (random weights) ``--config``."""
+    if getattr(args, "hf", None):
+        from elmjax.interop.hf import load_hf
+
+        cfg, params = load_hf(args.hf)
+    elif getattr(args, "workdir", None):
+        from elmjax.checkpoint import load_params
+
+        cfg, params = load_params(args.workdir, args.step)
+    else:
+        import jax
+
+        from elmjax.model.openelm import init_params
+
+        cfg = _config_from(args, overrides)
+        params = init_params(cfg, jax.random.key(args.seed))
+    if args.dtype:
+        cfg.model.dtype = args.dtype
+    return cfg, params
+
+
+def _open_tokenizer(path):
+    """``(encode, decode, bos_id, eos_id)`` of a SentencePiece ``.model`` file.
+
+    ``decode`` skips ids beyond the tokenizer's pieces (a model may have padded
+    embedding rows, e.g. corenet's 32128 for 32000 pieces).
+    """
+    if not path or not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"tokenizer {path!r} not found: pass --tokenizer PATH to a SentencePiece .model "
+            "(Apple's OpenELM checkpoints use LLaMA's tokenizer, which they do not ship)")
+    from elmjax.data.tokenizer import Tokenizer
+
+    tok = Tokenizer(path)
+    size = tok.vocab_size
+    return (lambda text: tok.encode_batch([text], add_bos=False, add_eos=False)[0],
+            lambda ids: tok.decode([i for i in ids if 0 <= i < size]), tok.bos_id, tok.eos_id)
+
+
+def cmd_generate(args, overrides):
+    """Generates text from a prompt, printing it as it is produced."""
+    import time
+
+    import jax
+
+    from elmjax.inference import generate
+
+    cfg, params = _inference_model(args, overrides)
+    tok_path = args.tokenizer or (cfg.data.tokenizer if "data" in cfg else None)
+    encode, decode, bos, eos = _open_tokenizer(tok_path)
+    prompt = ([bos] if bos >= 0 else []) + list(encode(args.prompt))
+    produced = list(prompt)
+    shown = decode(produced)  # decoding with the prompt keeps the first new word's space
+
+    def stream(tokens, active):
+        nonlocal shown
+        if active[0] and int(tokens[0]) != eos:
+            produced.append(int(tokens[0]))
+            text = decode(produced)
+            sys.stdout.write(text[len(shown):])
+            sys.stdout.flush()
+            shown = text
+
+    sys.stdout.write(args.prompt)
+    t0 = time.perf_counter()
+    out = generate(cfg, params, [prompt], args.max_new_tokens, key=jax.random.key(args.seed),
+                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                   stop_tokens=[eos] if eos >= 0 else [], callback=stream)
+    dt = time.perf_counter() - t0
+    sys.stdout.write("\n")
+    n = int(out.lengths[0])
+    print(f"[{len(prompt)} prompt tokens, {n} generated in {dt:.2f} s, compilation included]",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_bench_infer(args, overrides):
+    """Prints prefill / generation tokens/s and, optionally, the decode-time breakdown."""
+    import jax
+
+    from elmjax import bench
+
+    cfg, params = _inference_model(args, overrides)
+    m = cfg.model
+    print(f"{m.name}: {jax.devices()[0].device_kind}, dtype {m.dtype}, batch {args.batch}, "
+          f"prompt {args.prompt_len}, generate {args.gen_len}, median of {args.reps}")
+    r = bench.measure_inference(cfg, params, args.batch, args.prompt_len, args.gen_len,
+                                reps=args.reps)
+    print(f"prefill    {r.prefill_tok_s:10.1f} tok/s  ({1e3 * r.prefill_s:.1f} ms)")
+    print(f"generation {r.gen_tok_s:10.1f} tok/s  ({r.step_ms:.2f} ms per step)")
+    if args.breakdown:
+        print(bench.format_breakdown(bench.decode_breakdown(
+            cfg, params, args.batch, args.prompt_len, args.gen_len, reps=args.reps)))
+    return 0
+
+
+def _add_model_source_args(p, allow_config):
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--hf", help="directory in Apple's Hugging Face OpenELM layout")
+    src.add_argument("--workdir", help="elmjax run directory (latest checkpoint, or --step)")
+    if allow_config:
+        src.add_argument("--config", help="experiments/NAME.py[:ARG] with random weights")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step for --workdir")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                   help="compute dtype (default: the model's)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _add_inference_parsers(sub):
+    p = sub.add_parser("generate", help="generate text from a prompt (streams as it goes)")
+    _add_model_source_args(p, allow_config=False)
+    p.add_argument("--tokenizer", help="SentencePiece .model (default: the run's data.tokenizer)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    p.add_argument("--top-k", type=int, default=0, help="0: no limit")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.set_defaults(func=cmd_generate)
+
+    bench_p = sub.add_parser("bench", help="throughput benchmarks")
+    bench_sub = bench_p.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+    p = bench_sub.add_parser("infer", help="prefill / generation tokens/s and decode breakdown")
+    _add_model_source_args(p, allow_config=True)
+    p.add_argument("--prompt-len", type=int, default=128)
+    p.add_argument("--gen-len", type=int, default=64)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--breakdown", action="store_true", help="also time decode by component")
+    p.set_defaults(func=cmd_bench_infer)
+
 
 def _add_config_arg(p):
     p.add_argument("--config", required=True,
@@ -366,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tokenizer_train)
 
     add_eval_parser(sub)
+    _add_inference_parsers(sub)
     return parser
 
 
@@ -381,7 +516,7 @@ def main(argv=None) -> int:
 
     try:
         return int(args.func(args, overrides) or 0)
-    except ConfigError as e:
+    except (ConfigError, FileNotFoundError) as e:
         print(f"elmjax {args.command}: {e}", file=sys.stderr)
         return 2
 

@@ -4,6 +4,11 @@ Every parameter carries logical axis names (``embed``, ``qkv``, ``heads``,
 ``mlp``, ``vocab``, ``norm``) that ``elmjax.parallel`` maps to mesh axes.
 Matmuls accumulate in float32 (``preferred_element_type``) and return the
 compute dtype; norms, RoPE and softmax run in float32.
+
+``Attention`` and ``Block`` optionally take a per-layer KV cache (keys and values
+``[batch, cache_len, kv_heads, head_dim]``) and a write slot; they then write the
+new keys/values into it, attend over the whole cache and also return the
+updated cache. Without a cache they compute exactly what training uses.
 """
 
 from __future__ import annotations
@@ -93,6 +98,20 @@ def attention_mask(q_segment_ids, kv_segment_ids, q_positions, kv_positions):
     return (causal & same)[:, None]
 
 
+def cache_attention_mask(kv_valid: jax.Array, cache_index: jax.Array, q_len: int) -> jax.Array:
+    """Boolean ``[batch, 1, q_len, cache_len]`` for queries written at slots ``cache_index + i``.
+
+    kv_valid: ``[batch, cache_len]`` (slots holding real tokens, the new ones included).
+    A query sees valid slots up to its own; a padding query sees only itself, so
+    no row of the softmax is empty.
+    """
+    slots = jnp.arange(kv_valid.shape[1], dtype=jnp.int32)
+    q_slots = cache_index + jnp.arange(q_len, dtype=jnp.int32)
+    causal = slots[None, :] <= q_slots[:, None]
+    mask = (kv_valid[:, None, :] | (slots[None, :] == q_slots[:, None])[None]) & causal[None]
+    return mask[:, None]
+
+
 def grouped_attention(q, k, v, mask, impl: str = "xla"):
     """Grouped-query attention without materialising repeated keys/values.
 
@@ -121,8 +140,16 @@ class Attention(nn.Module):
     num_kv_heads: int
 
     @nn.compact
-    def __call__(self, x, cos, sin, mask):
-        """x: ``[batch, length, model_dim]`` -> ``[batch, length, model_dim]``."""
+    def __call__(self, x, cos, sin, mask, kv_cache=None, cache_index=None):
+        """x: ``[batch, length, model_dim]`` -> ``[batch, length, model_dim]``.
+
+        cos, sin: ``[batch, length, head_dim // 2]``. Without ``kv_cache``, mask is
+        ``[batch, 1, length, length]``. With ``kv_cache = (k, v)``, each
+        ``[batch, cache_len, kv_heads, head_dim]``, the new keys/values are written at
+        slots ``cache_index + [0, length)`` (int32 scalar), mask is
+        ``[batch, 1, length, cache_len]`` over cache slots, and the result is
+        ``(y, (k, v))`` with the updated cache.
+        """
         cfg = self.cfg
         dtype, pdtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         hd, nq, nkv = cfg.head_dim, self.num_query_heads, self.num_kv_heads
@@ -136,11 +163,17 @@ class Attention(nn.Module):
             q = RMSNorm(cfg.norm_eps, pdtype, name="q_norm")(q)
             k = RMSNorm(cfg.norm_eps, pdtype, name="k_norm")(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if kv_cache is not None:
+            k_cache, v_cache = kv_cache
+            start = (0, cache_index, 0, 0)
+            k = lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
+            v = lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
+            kv_cache = (k, v)
         out = grouped_attention(q, k, v, mask, cfg.attention)
         out_std = std * (2 * cfg.num_layers) ** -0.5
         y = Linear(cfg.model_dim, out_std, ("heads", "embed"), dtype, pdtype,
                    name="out_proj")(out.reshape(b, t, nq * hd))
-        return y
+        return y if kv_cache is None else (y, kv_cache)
 
 
 class FeedForward(nn.Module):
@@ -170,10 +203,20 @@ class Block(nn.Module):
     ffn_dim: int
 
     @nn.compact
-    def __call__(self, x, cos, sin, mask):
+    def __call__(self, x, cos, sin, mask, kv_cache=None, cache_index=None):
+        """x: ``[batch, length, model_dim]`` -> same shape (and the updated cache if given).
+
+        See ``Attention`` for ``cos``/``sin``/``mask``/``kv_cache``/``cache_index``.
+        """
         cfg = self.cfg
         pdtype = jnp.dtype(cfg.param_dtype)
-        h = x + Attention(cfg, self.num_query_heads, self.num_kv_heads, name="attn")(
-            RMSNorm(cfg.norm_eps, pdtype, name="attn_norm")(x), cos, sin, mask)
-        return h + FeedForward(cfg, self.ffn_dim, name="ffn")(
+        attn = Attention(cfg, self.num_query_heads, self.num_kv_heads, name="attn")
+        a = RMSNorm(cfg.norm_eps, pdtype, name="attn_norm")(x)
+        if kv_cache is None:
+            a = attn(a, cos, sin, mask)
+        else:
+            a, kv_cache = attn(a, cos, sin, mask, kv_cache, cache_index)
+        h = x + a
+        y = h + FeedForward(cfg, self.ffn_dim, name="ffn")(
             RMSNorm(cfg.norm_eps, pdtype, name="ffn_norm")(h))
+        return y if kv_cache is None else (y, kv_cache)

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from elmjax.config import layer_schedule
-from elmjax.model.layers import Block, RMSNorm, attention_mask, matmul, normal_init, rope_angles
+from elmjax.model.layers import (Block, RMSNorm, attention_mask, cache_attention_mask, normal_init,
+                                 rope_angles)
 
 _REMAT_POLICIES = {
     "full": None,  # save nothing inside a block
@@ -70,6 +71,30 @@ class OpenELM(nn.Module):
         for layer in self.layers:
             h = layer(h, cos, sin, mask)
         return self.logits(h)
+
+    def decode(self, tokens, positions, token_valid, kv_caches, kv_valid, cache_index,
+               all_logits=False):
+        """Runs ``tokens`` against a KV cache, writing them at slots ``cache_index + [0, length)``.
+
+        tokens, positions: int ``[batch, length]``; token_valid: bool ``[batch, length]``
+        (False for padding); kv_caches: per layer ``(k, v)``, each
+        ``[batch, cache_len, kv_heads_i, head_dim]``; kv_valid: bool ``[batch, cache_len]``;
+        cache_index: int32 scalar. Returns ``(logits, kv_caches, kv_valid)`` with float32
+        logits ``[batch, length, vocab]`` (``[batch, 1, vocab]`` for the last slot
+        unless ``all_logits``) and the updated caches.
+        """
+        t = tokens.shape[1]
+        kv_valid = jax.lax.dynamic_update_slice(kv_valid, token_valid, (0, cache_index))
+        mask = cache_attention_mask(kv_valid, cache_index, t)
+        cos, sin = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_freq_constant)
+        h = self.embed(tokens)
+        new_caches = []
+        for layer, kv in zip(self.layers, kv_caches):
+            h, kv = layer(h, cos, sin, mask, kv, cache_index)
+            new_caches.append(kv)
+        if not all_logits:
+            h = h[:, -1:]
+        return self.logits(h), tuple(new_caches), kv_valid
 
 
 def build(config) -> OpenELM:
