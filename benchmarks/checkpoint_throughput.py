@@ -1,0 +1,127 @@
+"""Checkpoint throughput for the OpenELM-270M train state, against the disk itself.
+
+Measured side by side in one run, on the same directory:
+
+- a plain sequential write (``numpy.tofile`` + fsync) and read of as many bytes as the
+  state holds (params + AdamW moments, float32) — what the disk can do;
+- elmjax's Orbax checkpoint: a full save (until committed) and a restore onto the mesh;
+- the training stall of an asynchronous save: the time ``Checkpointer.save`` blocks the
+  loop, as a fraction of one 270M train step at the given batch.
+
+    python benchmarks/checkpoint_throughput.py --dir /tmp/ckpt_bench --batch 1 --seq 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, __file__.rsplit("/", 2)[0])  # the repository root, for experiments/
+
+from elmjax import checkpoint, parallel  # noqa: E402
+from elmjax.train import optimizer, state  # noqa: E402
+from elmjax.train.step import make_train_step  # noqa: E402
+
+
+def plain_write_read(path: str, nbytes: int) -> tuple[float, float]:
+    """Seconds to write (fsynced) and read back ``nbytes`` sequentially."""
+    buf = np.random.default_rng(0).integers(0, 255, nbytes, dtype=np.uint8)
+    t = time.perf_counter()
+    with open(path, "wb") as f:
+        buf.tofile(f)
+        f.flush()
+        os.fsync(f.fileno())
+    write_s = time.perf_counter() - t
+    t = time.perf_counter()
+    back = np.fromfile(path, dtype=np.uint8)
+    read_s = time.perf_counter() - t
+    assert back.size == nbytes
+    os.remove(path)
+    return write_s, read_s
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", default="/tmp/elmjax_ckpt_bench")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--reps", type=int, default=2)
+    args = ap.parse_args(argv)
+    from experiments import openelm_270m
+
+    cfg = openelm_270m.get_config()
+    cfg.model.dtype = "float32"
+    cfg.data.seq_len, cfg.train.global_batch_size = args.seq, args.batch
+    cfg.data.tokenizer = ""  # no tokenizer identity needed here
+    cfg.checkpoint.keep = 2
+    mesh = parallel.make_mesh(cfg)
+    tx = optimizer.make_optimizer(cfg)
+    st, shardings = state.init_state(cfg, mesh, tx, jax.random.key(0))
+    jax.block_until_ready(st)
+    nbytes = sum(x.nbytes for x in jax.tree.leaves(st))
+    print(f"machine: {jax.device_count()} x {jax.devices()[0].device_kind}, jax {jax.__version__}; "
+          f"270M train state {nbytes / 2 ** 30:.2f} GiB; directory {args.dir}", flush=True)
+
+    shutil.rmtree(args.dir, ignore_errors=True)
+    os.makedirs(args.dir)
+    plain_w, plain_r, save_s, restore_s, stall_s = [], [], [], [], []
+    abstract = state.abstract_state(cfg, tx)
+    for rep in range(args.reps):
+        w, r = plain_write_read(os.path.join(args.dir, "plain.bin"), nbytes)
+        plain_w.append(w)
+        plain_r.append(r)
+        workdir = os.path.join(args.dir, f"run{rep}")
+        saver = checkpoint.Checkpointer(workdir, cfg)
+        t = time.perf_counter()
+        saver.save(1, st, None, force=True)
+        stall_s.append(time.perf_counter() - t)  # what the training loop waits for
+        saver.manager.wait_until_finished()
+        save_s.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        restored = saver.restore_latest(abstract, shardings, None)
+        jax.block_until_ready(restored[0])
+        restore_s.append(time.perf_counter() - t)
+        saver.close()
+        shutil.rmtree(workdir)
+
+    # One 270M train step at the given batch, for the stall fraction.
+    bsh = parallel.batch_sharding(mesh, cfg)
+    tok = np.random.default_rng(0).integers(0, cfg.model.vocab_size, (args.batch, args.seq + 1)).astype(np.int32)
+    batch = parallel.global_batch({
+        "inputs": tok[:, :-1], "targets": tok[:, 1:],
+        "segment_ids": np.ones((args.batch, args.seq), np.int32),
+        "positions": np.broadcast_to(np.arange(args.seq, dtype=np.int32), (args.batch, args.seq)).copy(),
+        "loss_mask": np.ones((args.batch, args.seq), np.float32)}, bsh)
+    step = jax.jit(make_train_step(cfg, tx), in_shardings=(shardings, bsh),
+                   out_shardings=(shardings, None), donate_argnums=0)
+    st, m = step(st, batch)
+    jax.block_until_ready(m)
+    step_times = []
+    for _ in range(2):
+        t = time.perf_counter()
+        st, m = step(st, batch)
+        jax.block_until_ready(m)
+        step_times.append(time.perf_counter() - t)
+
+    med = statistics.median
+    gib = nbytes / 2 ** 30
+    print(f"plain sequential write : {gib / med(plain_w):7.2f} GiB/s  ({med(plain_w):.2f} s)")
+    print(f"orbax checkpoint save  : {gib / med(save_s):7.2f} GiB/s  ({med(save_s):.2f} s)  "
+          f"= {med(plain_w) / med(save_s):.2f} x plain write")
+    print(f"plain sequential read  : {gib / med(plain_r):7.2f} GiB/s  ({med(plain_r):.2f} s)")
+    print(f"orbax checkpoint restore: {gib / med(restore_s):6.2f} GiB/s  ({med(restore_s):.2f} s)  "
+          f"= {med(plain_r) / med(restore_s):.2f} x plain read")
+    print(f"async save stall       : {med(stall_s):.2f} s = {med(stall_s) / med(step_times):.1%} of one "
+          f"train step ({med(step_times):.2f} s at batch {args.batch} x {args.seq})")
+    shutil.rmtree(args.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

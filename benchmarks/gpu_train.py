@@ -1,0 +1,86 @@
+"""Training MFU on one GPU: OpenELM-270M and OpenELM-1.1B at sequence length 2048, bfloat16
+compute, cuDNN attention. Prints tokens/s and MFU both ways (causal attention FLOPs halved,
+and the common 6N + 12·L·H·Q·T form) against the device's data-sheet peak.
+
+    PYTHONPATH=. python benchmarks/gpu_train.py --models 270m:16,1_1b:8 --steps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, __file__.rsplit("/", 2)[0])
+
+from elmjax import config as C  # noqa: E402
+from elmjax import parallel  # noqa: E402
+from elmjax.train import optimizer, state  # noqa: E402
+from elmjax.train.step import make_train_step  # noqa: E402
+from elmjax.train.trainer import peak_flops_per_device  # noqa: E402
+
+
+def measure(size: str, batch: int, seq: int, steps: int, attention: str) -> dict:
+    cfg = importlib.import_module(f"experiments.openelm_{size}").get_config()
+    cfg.model.dtype, cfg.model.attention = "bfloat16", attention
+    cfg.data.seq_len, cfg.train.global_batch_size = seq, batch
+    cfg = C.validate(cfg)
+    mesh = parallel.make_mesh(cfg)
+    tx = optimizer.make_optimizer(cfg)
+    st, shardings = state.init_state(cfg, mesh, tx, jax.random.key(0))
+    bsh = parallel.batch_sharding(mesh, cfg)
+    tok = np.random.default_rng(0).integers(0, cfg.model.vocab_size, (batch, seq + 1)).astype(np.int32)
+    batch_arrays = parallel.global_batch({
+        "inputs": tok[:, :-1], "targets": tok[:, 1:],
+        "segment_ids": np.ones((batch, seq), np.int32),
+        "positions": np.broadcast_to(np.arange(seq, dtype=np.int32), (batch, seq)).copy(),
+        "loss_mask": np.ones((batch, seq), np.float32)}, bsh)
+    fn = jax.jit(make_train_step(cfg, tx), in_shardings=(shardings, bsh),
+                 out_shardings=(shardings, None), donate_argnums=0)
+    t = time.perf_counter()
+    compiled = fn.lower(st, batch_arrays).compile()
+    compile_s = time.perf_counter() - t
+    for _ in range(2):
+        st, m = compiled(st, batch_arrays)
+    jax.block_until_ready(m)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        st, m = compiled(st, batch_arrays)
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t)
+    sec = statistics.median(times)
+    peak, src = peak_flops_per_device(cfg)
+    tps = batch * seq / sec
+    mem = jax.devices()[0].memory_stats() or {}
+    return {"model": size, "batch": batch, "seq": seq, "step_s": sec, "tokens_per_s": tps,
+            "mfu": tps * C.flops_per_token(cfg.model, seq) / (peak * jax.device_count()),
+            "mfu_6n": tps * C.flops_per_token(cfg.model, seq, causal=False) / (peak * jax.device_count()),
+            "compile_s": compile_s, "peak_src": src, "loss": float(m["loss"]),
+            "peak_mem_gib": mem.get("peak_bytes_in_use", 0) / 2 ** 30}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="270m:16,1_1b:8", help="size:batch,...")
+    ap.add_argument("--seq", type=int, default=2048)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--attention", default="cudnn", choices=("cudnn", "xla"))
+    args = ap.parse_args(argv)
+    print(f"{jax.device_count()} x {jax.devices()[0].device_kind}, jax {jax.__version__}", flush=True)
+    for item in args.models.split(","):
+        size, batch = item.split(":")
+        r = measure(size, int(batch), args.seq, args.steps, args.attention)
+        print(f"OpenELM-{size}: batch {r['batch']} x {r['seq']}, {r['step_s'] * 1e3:.0f} ms/step, "
+              f"{r['tokens_per_s']:,.0f} tok/s, MFU {r['mfu']:.1%} (6N+12LHQT: {r['mfu_6n']:.1%}) "
+              f"vs {r['peak_src']}; compile {r['compile_s']:.0f} s; peak memory "
+              f"{r['peak_mem_gib']:.1f} GiB; loss {r['loss']:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
