@@ -64,10 +64,12 @@ def test_flops_per_token_by_hand_for_one_layer():
     assert C.flops_per_token(m, 32, causal=True) == 6 * matmul + 6 * 2 * 4 * 32
 
 
-@pytest.mark.parametrize("path", sorted(pathlib.Path("experiments").glob("*.py")))
+EXPERIMENTS = pathlib.Path(__file__).resolve().parents[2] / "experiments"
+CONFIG_FILES = sorted(p for p in EXPERIMENTS.glob("*.py") if p.stem not in ("__init__", "common"))
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
 def test_every_experiment_config_builds_and_validates(path):
-    if path.stem in ("__init__", "common"):
-        pytest.skip("not a config")
     cfg = C.load(str(path))
     assert C.param_count(cfg) > 0
 
@@ -85,6 +87,15 @@ def test_validation_names_the_key(key, value, needle):
     cfg[section][name] = value
     with pytest.raises(C.ConfigError, match=needle):
         C.validate(cfg)
+
+
+@pytest.mark.parametrize("path", sorted((EXPERIMENTS / "sweeps").glob("[!_]*.py")), ids=lambda p: p.stem)
+def test_every_sweep_resolves_to_valid_configs(path):
+    from elmjax.train import sweep
+
+    runs = sweep.resolve(str(path))
+    assert len(runs) > 1
+    assert len({name for name, _, _ in runs}) == len(runs)
 
 
 def test_command_line_overrides_are_typed():
