@@ -26,8 +26,8 @@ import numpy as np
 sys.path.insert(0, __file__.rsplit("/", 2)[0])  # the repository root, for experiments/
 
 from elmjax import checkpoint, parallel  # noqa: E402
+from elmjax.bench import compiled_train_step, median_time  # noqa: E402
 from elmjax.train import optimizer, state  # noqa: E402
-from elmjax.train.step import make_train_step  # noqa: E402
 
 
 def plain_write_read(path: str, nbytes: int) -> tuple[float, float]:
@@ -61,9 +61,10 @@ def main(argv=None):
     cfg.data.seq_len, cfg.train.global_batch_size = args.seq, args.batch
     cfg.data.tokenizer = ""  # no tokenizer identity needed here
     cfg.checkpoint.keep = 2
+    compiled, st, batch, _ = compiled_train_step(cfg)
     mesh = parallel.make_mesh(cfg)
     tx = optimizer.make_optimizer(cfg)
-    st, shardings = state.init_state(cfg, mesh, tx, jax.random.key(0))
+    shardings = state.state_shardings(cfg, mesh, tx)
     jax.block_until_ready(st)
     nbytes = sum(x.nbytes for x in jax.tree.leaves(st))
     print(f"machine: {jax.device_count()} x {jax.devices()[0].device_kind}, jax {jax.__version__}; "
@@ -92,23 +93,13 @@ def main(argv=None):
         shutil.rmtree(workdir)
 
     # One 270M train step at the given batch, for the stall fraction.
-    bsh = parallel.batch_sharding(mesh, cfg)
-    tok = np.random.default_rng(0).integers(0, cfg.model.vocab_size, (args.batch, args.seq + 1)).astype(np.int32)
-    batch = parallel.global_batch({
-        "inputs": tok[:, :-1], "targets": tok[:, 1:],
-        "segment_ids": np.ones((args.batch, args.seq), np.int32),
-        "positions": np.broadcast_to(np.arange(args.seq, dtype=np.int32), (args.batch, args.seq)).copy(),
-        "loss_mask": np.ones((args.batch, args.seq), np.float32)}, bsh)
-    step = jax.jit(make_train_step(cfg, tx), in_shardings=(shardings, bsh),
-                   out_shardings=(shardings, None), donate_argnums=0)
-    st, m = step(st, batch)
-    jax.block_until_ready(m)
-    step_times = []
-    for _ in range(2):
-        t = time.perf_counter()
-        st, m = step(st, batch)
-        jax.block_until_ready(m)
-        step_times.append(time.perf_counter() - t)
+    holder = {"state": st}
+
+    def run():
+        holder["state"], m = compiled(holder["state"], batch)
+        return m
+
+    step_s = median_time(run, reps=2, warmup=1)
 
     med = statistics.median
     gib = nbytes / 2 ** 30
@@ -118,8 +109,8 @@ def main(argv=None):
     print(f"plain sequential read  : {gib / med(plain_r):7.2f} GiB/s  ({med(plain_r):.2f} s)")
     print(f"orbax checkpoint restore: {gib / med(restore_s):6.2f} GiB/s  ({med(restore_s):.2f} s)  "
           f"= {med(plain_r) / med(restore_s):.2f} x plain read")
-    print(f"async save stall       : {med(stall_s):.2f} s = {med(stall_s) / med(step_times):.1%} of one "
-          f"train step ({med(step_times):.2f} s at batch {args.batch} x {args.seq})")
+    print(f"async save stall       : {med(stall_s):.2f} s = {med(stall_s) / step_s:.1%} of one "
+          f"train step ({step_s:.2f} s at batch {args.batch} x {args.seq})")
     shutil.rmtree(args.dir, ignore_errors=True)
 
 

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import statistics
 import sys
-import time
 
 import jax
-import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
 
 from elmjax import config as C  # noqa: E402
-from elmjax import parallel  # noqa: E402
-from elmjax.train import optimizer, state  # noqa: E402
-from elmjax.train.step import make_train_step  # noqa: E402
+from elmjax.bench import compiled_train_step, median_time  # noqa: E402
 from elmjax.train.trainer import peak_flops_per_device  # noqa: E402
 
 
@@ -29,39 +24,21 @@ def measure(size: str, batch: int, seq: int, steps: int, attention: str) -> dict
     cfg = importlib.import_module(f"experiments.openelm_{size}").get_config()
     cfg.model.dtype, cfg.model.attention = "bfloat16", attention
     cfg.data.seq_len, cfg.train.global_batch_size = seq, batch
-    cfg = C.validate(cfg)
-    mesh = parallel.make_mesh(cfg)
-    tx = optimizer.make_optimizer(cfg)
-    st, shardings = state.init_state(cfg, mesh, tx, jax.random.key(0))
-    bsh = parallel.batch_sharding(mesh, cfg)
-    tok = np.random.default_rng(0).integers(0, cfg.model.vocab_size, (batch, seq + 1)).astype(np.int32)
-    batch_arrays = parallel.global_batch({
-        "inputs": tok[:, :-1], "targets": tok[:, 1:],
-        "segment_ids": np.ones((batch, seq), np.int32),
-        "positions": np.broadcast_to(np.arange(seq, dtype=np.int32), (batch, seq)).copy(),
-        "loss_mask": np.ones((batch, seq), np.float32)}, bsh)
-    fn = jax.jit(make_train_step(cfg, tx), in_shardings=(shardings, bsh),
-                 out_shardings=(shardings, None), donate_argnums=0)
-    t = time.perf_counter()
-    compiled = fn.lower(st, batch_arrays).compile()
-    compile_s = time.perf_counter() - t
-    for _ in range(2):
-        st, m = compiled(st, batch_arrays)
-    jax.block_until_ready(m)
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        st, m = compiled(st, batch_arrays)
-        jax.block_until_ready(m)
-        times.append(time.perf_counter() - t)
-    sec = statistics.median(times)
+    compiled, st, batch_arrays, compile_s = compiled_train_step(C.validate(cfg))
+    holder = {"state": st}
+
+    def run():
+        holder["state"], holder["metrics"] = compiled(holder["state"], batch_arrays)
+        return holder["metrics"]
+
+    sec = median_time(run, reps=steps, warmup=2)
     peak, src = peak_flops_per_device(cfg)
     tps = batch * seq / sec
     mem = jax.devices()[0].memory_stats() or {}
     return {"model": size, "batch": batch, "seq": seq, "step_s": sec, "tokens_per_s": tps,
             "mfu": tps * C.flops_per_token(cfg.model, seq) / (peak * jax.device_count()),
             "mfu_6n": tps * C.flops_per_token(cfg.model, seq, causal=False) / (peak * jax.device_count()),
-            "compile_s": compile_s, "peak_src": src, "loss": float(m["loss"]),
+            "compile_s": compile_s, "peak_src": src, "loss": float(holder["metrics"]["loss"]),
             "peak_mem_gib": mem.get("peak_bytes_in_use", 0) / 2 ** 30}
 
 

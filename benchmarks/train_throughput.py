@@ -18,20 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])  # the repository root, for experiments/
 
 from elmjax import config as C  # noqa: E402
-from elmjax import parallel  # noqa: E402
-from elmjax.train import optimizer, state  # noqa: E402
-from elmjax.train.step import make_train_step  # noqa: E402
+from elmjax.bench import compiled_train_step, median_time, random_train_batch  # noqa: E402
+from elmjax.train.trainer import measured_matmul_flops  # noqa: E402
 
 
 def model_config(name: str, batch: int, seq: int):
@@ -44,51 +39,25 @@ def model_config(name: str, batch: int, seq: int):
     return cfg
 
 
-def median_time(fn, warmup: int, reps: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def jax_matmul_rate(n=1024) -> float:
-    a = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    return 2 * n ** 3 / median_time(lambda: f(a).block_until_ready(), 2, 5)
-
-
 def torch_matmul_rate(n=1024) -> float:
     import torch
 
     a = torch.ones(n, n)
-    return 2 * n ** 3 / median_time(lambda: a @ a, 2, 5)
+    return 2 * n ** 3 / median_time(lambda: a @ a, reps=5, warmup=2)
 
 
-def jax_step(cfg, dtype: str, batch_np):
+def jax_step(cfg, dtype: str):
     """(seconds per step, compile seconds) for elmjax at compute ``dtype``."""
     cfg = C.validate(cfg)
     cfg.model.dtype = dtype
-    mesh = parallel.make_mesh(cfg)
-    tx = optimizer.make_optimizer(cfg)
-    st, shardings = state.init_state(cfg, mesh, tx, jax.random.key(0))
-    bsh = parallel.batch_sharding(mesh, cfg)
-    batch = parallel.global_batch(batch_np, bsh)
-    fn = jax.jit(make_train_step(cfg, tx), in_shardings=(shardings, bsh),
-                 out_shardings=(shardings, None), donate_argnums=0)
-    t = time.perf_counter()
-    compiled = fn.lower(st, batch).compile()
-    compile_s = time.perf_counter() - t
+    compiled, st, batch, compile_s = compiled_train_step(cfg)
     holder = [st]
 
     def run():
         holder[0], m = compiled(holder[0], batch)
-        jax.block_until_ready(m)
+        return m
 
-    return median_time(run, 1, 3), compile_s
+    return median_time(run, reps=3, warmup=1), compile_s
 
 
 def torch_step(cfg, params, batch_np, bf16: bool) -> float:
@@ -112,7 +81,7 @@ def torch_step(cfg, params, batch_np, bf16: bool) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-    return median_time(run, 1, 3)
+    return median_time(run, reps=3, warmup=1)
 
 
 def main(argv=None):
@@ -126,19 +95,14 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
-    jax_peak, torch_peak = jax_matmul_rate(), torch_matmul_rate()
+    jax_peak, torch_peak = measured_matmul_flops(), torch_matmul_rate()
     print(f"machine: {jax.device_count()} x {jax.devices()[0].device_kind}, jax {jax.__version__}, "
           f"torch {torch.__version__}; f32 matmul: jax {jax_peak / 1e12:.3f} TFLOP/s, "
           f"torch {torch_peak / 1e12:.3f} TFLOP/s", flush=True)
     rows = []
     for name in args.models.split(","):
         cfg = model_config(name, args.batch, args.seq)
-        rng = np.random.default_rng(0)
-        tok = rng.integers(0, cfg.model.vocab_size, (args.batch, args.seq + 1)).astype(np.int32)
-        batch = {"inputs": tok[:, :-1], "targets": tok[:, 1:],
-                 "segment_ids": np.ones((args.batch, args.seq), np.int32),
-                 "positions": np.broadcast_to(np.arange(args.seq, dtype=np.int32), (args.batch, args.seq)).copy(),
-                 "loss_mask": np.ones((args.batch, args.seq), np.float32)}
+        batch = random_train_batch(cfg.model.vocab_size, args.batch, args.seq)
         flops = C.flops_per_token(cfg.model, args.seq) * args.batch * args.seq
         params = None
         if not args.no_torch:
@@ -147,14 +111,14 @@ def main(argv=None):
             params = jax.device_get(init_params(cfg, jax.random.key(0)))
             from benchmarks.torch_reference import check_against_elmjax
 
-            diff = check_against_elmjax(cfg, params, tok[:1, :32])
+            diff = check_against_elmjax(cfg, params, batch["inputs"][:1, :32])
             print(f"{name}: torch reference vs elmjax max |logit diff| {diff:.2e}", flush=True)
         results = {}
         # Interleaved: torch f32, jax f32, jax bf16, torch bf16.
         if params is not None:
             results["torch_f32"] = (torch_step(cfg, params, batch, bf16=False), None)
-        results["jax_f32"] = jax_step(cfg, "float32", batch)
-        results["jax_bf16"] = jax_step(cfg, "bfloat16", batch)
+        results["jax_f32"] = jax_step(cfg, "float32")
+        results["jax_bf16"] = jax_step(cfg, "bfloat16")
         if params is not None:
             results["torch_bf16"] = (torch_step(cfg, params, batch, bf16=True), None)
         base = results.get("torch_f32", results["jax_f32"])[0]

@@ -8,6 +8,9 @@ compiled decode loop producing the remaining ``gen_len - 1`` tokens per row.
 The decode breakdown times variants of the decode loop with one component
 removed (replaced by the identity, or by zeros for a whole sub-layer) and
 reports the time each removal saves, per step and as a share of the full step.
+
+For training benchmarks, ``compiled_train_step`` builds the sharded state and the
+jitted step of a run config on random tokens, timing its compilation.
 """
 
 from __future__ import annotations
@@ -27,6 +30,39 @@ from elmjax.inference import sampling
 from elmjax.inference.cache import cast_params
 from elmjax.model import layers
 from elmjax.model.openelm import model_section
+
+
+def random_train_batch(vocab_size: int, batch: int, seq_len: int, seed: int = 0) -> dict:
+    """A numpy training batch of random tokens: one document per row, every target counted."""
+    tok = np.random.default_rng(seed).integers(0, vocab_size, (batch, seq_len + 1)).astype(np.int32)
+    return {"inputs": tok[:, :-1], "targets": tok[:, 1:],
+            "segment_ids": np.ones((batch, seq_len), np.int32),
+            "positions": np.broadcast_to(np.arange(seq_len, dtype=np.int32), (batch, seq_len)).copy(),
+            "loss_mask": np.ones((batch, seq_len), np.float32)}
+
+
+def compiled_train_step(cfg, seed: int = 0):
+    """``(step, state, batch, compile_seconds)`` for ``cfg`` on all local devices.
+
+    ``step(state, batch) -> (state, metrics)`` is compiled ahead of time with the run's
+    shardings (state donated); the batch is ``train.global_batch_size x data.seq_len``
+    random tokens placed as a global array.
+    """
+    from elmjax import parallel
+    from elmjax.train import optimizer, state
+    from elmjax.train.step import make_train_step
+
+    mesh = parallel.make_mesh(cfg)
+    tx = optimizer.make_optimizer(cfg)
+    st, shardings = state.init_state(cfg, mesh, tx, jax.random.key(seed))
+    bsh = parallel.batch_sharding(mesh, cfg)
+    batch = parallel.global_batch(random_train_batch(
+        cfg.model.vocab_size, cfg.train.global_batch_size, cfg.data.seq_len, seed), bsh)
+    fn = jax.jit(make_train_step(cfg, tx), in_shardings=(shardings, bsh),
+                 out_shardings=(shardings, None), donate_argnums=0)
+    t = time.perf_counter()
+    compiled = fn.lower(st, batch).compile()
+    return compiled, st, batch, time.perf_counter() - t
 
 
 def median_time(fn: Callable[[], object], reps: int = 5, warmup: int = 1,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import time
 
-import numpy as np
 
 from elmjax.data import mixture, pipeline
 from elmjax.data.tokenizer import Tokenizer

@@ -96,13 +96,9 @@ class ElmjaxLM(LM):
         ``temperature`` (0 = greedy; ``do_sample=False`` forces greedy). Decoding
         stops at EOS as well.
         """
-        try:
-            from elmjax.inference import generate
-        except ImportError as e:
-            raise NotImplementedError(
-                "elmjax: generate_until needs elmjax.inference.generate (the inference "
-                f"module), which is not available in this installation ({e})") from None
         import jax
+
+        from elmjax.inference import generate
 
         out = []
         for req in requests:

@@ -17,7 +17,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from elmjax import checkpoint as ckpt_lib
 from elmjax import config as config_lib

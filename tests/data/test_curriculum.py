@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from elmjax import config as C
-from elmjax.data import pipeline
 from elmjax.data.curriculum import TrainData
 from elmjax.train import optimizer as opt_lib
 from experiments import quickstart_two_phase

@@ -3,10 +3,9 @@
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import PartitionSpec as P
 
 from elmjax import parallel
 from elmjax.train import optimizer as opt_lib

@@ -1,6 +1,5 @@
 """The trainer end to end: metrics, resume after SIGKILL, SIGTERM, damaged checkpoints, meshes."""
 
-import json
 import os
 import pathlib
 import signal
