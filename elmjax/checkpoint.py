@@ -34,6 +34,14 @@ class IncompatibleCheckpointError(ValueError):
     """A checkpoint does not fit the current config (model shape or tokenizer differ)."""
 
 
+def checkpoint_dir(workdir) -> epath.Path:
+    """``workdir/checkpoints`` as an absolute path (Orbax requires one; URLs stay as given)."""
+    workdir = os.fspath(workdir)
+    if "://" not in workdir:
+        workdir = os.path.abspath(workdir)
+    return epath.Path(workdir) / "checkpoints"
+
+
 def file_sha256(path) -> str | None:
     """SHA-256 of a file's bytes (None if there is no such file)."""
     path = epath.Path(path)
@@ -77,7 +85,7 @@ class Checkpointer:
 
     def __init__(self, workdir, cfg):
         self.cfg = cfg
-        self.directory = epath.Path(workdir) / "checkpoints"
+        self.directory = checkpoint_dir(workdir)
         c = cfg.checkpoint
         options = ocp.CheckpointManagerOptions(
             max_to_keep=c.keep or None,
@@ -177,7 +185,7 @@ def load_params(workdir, step: int | None = None, cfg=None):
     Only the parameters are read (no optimizer state). ``cfg`` overrides the saved config's
     non-shape settings (e.g. ``model.dtype``) when given.
     """
-    directory = epath.Path(workdir) / "checkpoints"
+    directory = checkpoint_dir(workdir)
     if not directory.exists():
         raise FileNotFoundError(f"{workdir}: no checkpoints/ directory (is this an elmjax workdir?)")
     mgr = ocp.CheckpointManager(directory)
@@ -210,7 +218,7 @@ def load_params(workdir, step: int | None = None, cfg=None):
 
 def list_checkpoints(workdir) -> list[dict]:
     """One dict per checkpoint: step, time, size in bytes, phase."""
-    directory = epath.Path(workdir) / "checkpoints"
+    directory = checkpoint_dir(workdir)
     if not directory.exists():
         return []
     mgr = ocp.CheckpointManager(directory)

@@ -234,3 +234,12 @@ def test_evaluation_during_training_matches_a_direct_evaluation(tmp_path):
     direct = harness.text_perplexity(scoring.Scorer(cfg, params, 8, max_length=cfg.data.seq_len),
                                      open_tokenizer(cfg.data.tokenizer), texts)
     assert evals[1]["eval_ppl/poems.jsonl"] == pytest.approx(direct["token_perplexity"], rel=1e-5)
+
+
+def test_relative_workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = trainer.train(tiny_run_config(steps=2, every=2), "runs/relative")
+    assert result.status == "completed"
+    assert [r["step"] for r in checkpoint.list_checkpoints("runs/relative")] == [2]
+    cfg, params = checkpoint.load_params("runs/relative")
+    assert cfg.model.model_dim == 32 and "token_embeddings" in params
