@@ -7,6 +7,7 @@ argument string (``experiments/openelm_270m.py:smoke=True``) with ``parse_arg``.
 import ml_collections
 
 from elmjax.config import model_config
+from elmjax.model.peft import peft_config
 
 # Apple's released models: (num_layers, model_dim, head_dim, peak learning rate).
 OPENELM_SIZES = {
@@ -86,6 +87,9 @@ def base_config():
     c.checkpoint.every = 5000
     c.checkpoint.keep = 3
     c.checkpoint.keep_every = 0  # also keep every M-th step forever (0: off)
+    c.checkpoint.adapters_only = False  # PEFT: save adapters (+ their optimizer state), not the base
+
+    c.peft = peft_config()  # LoRA / DoRA (elmjax.model.peft); method "none" trains every weight
 
     c.log = ml_collections.ConfigDict()
     c.log.every = 10
