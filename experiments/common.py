@@ -120,3 +120,27 @@ def openelm_config(size, smoke=False):
         c.checkpoint.every = 2
         c.log.every = 1
     return c
+
+
+def finetune_config(c, files, *, steps, batch, lr, seq_len, warmup, min_lr_ratio, pack=True):
+    """Turns a pretraining config into an instruction-tuning one (``elmjax finetune``).
+
+    Adds the ``sft`` section (instruction data ``files``; OpenELM-Instruct's chat template)
+    and sets the schedule: AdamW with no weight decay, warm-up, cosine to
+    ``min_lr_ratio * lr`` at the last step, no z-loss.
+    """
+    from elmjax.data.sft import sft_config
+
+    c.sft = sft_config(files=files, pack=pack)
+    c.data.seq_len = seq_len
+    c.train.steps = steps
+    c.train.global_batch_size = batch
+    c.train.z_loss = 0.0
+    c.optim.peak_lr = lr
+    c.optim.init_lr = 0.0
+    c.optim.warmup_steps = warmup
+    c.optim.decay_steps = steps
+    c.optim.min_lr_ratio = min_lr_ratio
+    c.optim.weight_decay = 0.0
+    c.checkpoint.every = max(steps // 5, 1)
+    return c
