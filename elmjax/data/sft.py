@@ -382,3 +382,6 @@ class SFTData:
 
     def set_state(self, state: bytes) -> None:
         self._iterator.set_state(json.loads(state)["iterator"])
+
+    def start_prefetch(self) -> None:
+        """Called by grain's handler after a restore; this source reads on demand (no prefetch)."""

@@ -42,8 +42,7 @@ def load_init(path, cfg) -> tuple[ml_collections.ConfigDict, dict]:
     else:
         raise FileNotFoundError(f"--init {path}: neither a Hugging Face directory ({hf.CONFIG_NAME}) "
                                 f"nor an elmjax workdir (checkpoints/)")
-    model = config_lib.model_config()
-    model.update(init_cfg.model)
+    model = init_cfg.model  # a fresh model section built by the loader
     for key in COMPUTE_KEYS:
         if key in cfg.model:
             model[key] = cfg.model[key]
