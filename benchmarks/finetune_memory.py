@@ -96,12 +96,16 @@ def main():
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--modes", default="full,lora,dora", help="full first: ratios are against it")
     args = parser.parse_args()
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.python_version()}, "
           f"jax {jax.__version__}, {jax.devices()[0].device_kind}, load average "
           f"{os.getloadavg()[0]:.1f}")
     print(f"OpenELM-270M, batch {args.batch} x {args.seq_len} tokens, median of {args.steps} steps")
-    rows = [measure(mode, args.batch, args.seq_len, args.steps) for mode in ("full", "lora", "dora")]
+    rows = []
+    for mode in args.modes.split(","):
+        rows.append(measure(mode, args.batch, args.seq_len, args.steps))
+        print(f"measured {mode}: {rows[-1]}", flush=True)
     full = rows[0]
     print(f"| method | trainable params | train state GiB | step peak GiB (compiled) | "
           f"step temporaries GiB | step time s | memory vs full | step time vs full |")
