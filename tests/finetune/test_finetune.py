@@ -17,6 +17,12 @@ from tests.finetune.conftest import ALL_TARGETS, ROOT
 from tests.train.conftest import tiny_run_config
 
 SAMPLES = f"{ROOT}/data_mixtures/samples/sft/ultrafeedback.jsonl"
+CONFIG_FILE = """
+from tests.finetune.test_finetune import lora_config
+
+def get_config(arg=None):
+    return lora_config(int(arg))
+"""
 
 
 def saved_state(workdir, step=None):
@@ -45,24 +51,27 @@ def lora_config(steps):
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory):
-    """A base written in the HF layout, then 8 LoRA steps from it (checkpoints at 4 and 8)."""
+    """A base written in the HF layout, then 8 LoRA steps from it with ``elmjax finetune``
+    (checkpoints at 4 and 8)."""
     root = tmp_path_factory.mktemp("ft")
-    cfg = lora_config(8)
-    base = jax.device_get(init_params(cfg, jax.random.key(5)))
-    hf.save_hf(root / "base_hf", cfg, base)
-    result = finetune.finetune(cfg, str(root / "lora"), str(root / "base_hf"))
-    return root, result
+    base = jax.device_get(init_params(lora_config(8), jax.random.key(5)))
+    hf.save_hf(root / "base_hf", lora_config(8), base)
+    (root / "lora_config.py").write_text(CONFIG_FILE)
+    code = cli.main(["finetune", "--config", f"{root / 'lora_config.py'}:8", "--init",
+                     str(root / "base_hf"), "--workdir", str(root / "lora")])
+    assert code == 0
+    return root
 
 
 def test_lora_loss_falls_on_a_tiny_instruction_set(lora_run):
-    root, result = lora_run
-    assert result.status == "completed" and result.step == 8
+    root = lora_run
     losses = [r["loss"] for r in metrics.read_metrics(root / "lora")]
     assert len(losses) == 8 and np.mean(losses[-2:]) < losses[0] - 0.5, losses
 
 
 def test_checkpoints_hold_adapters_only_and_resume_onto_the_base(lora_run):
-    root, first = lora_run
+    root = lora_run
+    first_loss = metrics.read_metrics(root / "lora")[0]["loss"]
     assert set(saved_state(root / "lora", 8)["params"]) == {"adapters"}
     assert checkpoint.saved_config(root / "lora").finetune.init == str(root / "base_hf")
     # Resume to step 10: the trainer restores the adapters onto the base from --init.
@@ -71,13 +80,13 @@ def test_checkpoints_hold_adapters_only_and_resume_onto_the_base(lora_run):
     resumed = finetune.finetune(cfg, str(root / "lora"), str(root / "base_hf"))
     assert resumed.step == 10
     rows = metrics.read_metrics(root / "lora")
-    assert [r["step"] for r in rows][-2:] == [9, 10]
+    assert [r["step"] for r in rows][-2:] == [9, 10] and resumed.status == "completed"
     # Continues from the trained adapters: far below where the run started.
-    assert resumed.first_loss < first.first_loss - 0.5, (resumed.first_loss, first.first_loss)
+    assert resumed.first_loss < first_loss - 0.5, (resumed.first_loss, first_loss)
 
 
 def test_export_merge_adapters_writes_the_adapted_model(lora_run, capsys):
-    root, _ = lora_run
+    root = lora_run
     out = root / "merged_hf"
     assert cli.main(["export", "--workdir", str(root / "lora"), "--out", str(out)]) == 2
     assert "--merge-adapters" in capsys.readouterr().err
