@@ -101,3 +101,16 @@ def test_export_merge_adapters_writes_the_adapted_model(lora_run, capsys):
     np.testing.assert_allclose(np.asarray(forward(merged_cfg, merged, tokens)), np.asarray(adapted),
                                rtol=1e-5, atol=1e-5)
     assert np.abs(np.asarray(adapted) - np.asarray(forward(base_cfg, base, tokens))).max() > 1e-3
+
+
+def test_mismatched_or_baseless_resume_is_refused_at_start_up(lora_run):
+    from elmjax.data.sft import SFTData
+    from elmjax.train import trainer
+
+    root = lora_run
+    cfg = lora_config(12)
+    with pytest.raises(trainer.TrainingError, match="adapters only"):
+        trainer.train(cfg, str(root / "lora"), data=SFTData(cfg))  # no base given
+    cfg.peft.rank = 8
+    with pytest.raises(checkpoint.IncompatibleCheckpointError, match="peft.rank"):
+        finetune.finetune(cfg, str(root / "lora"), str(root / "base_hf"))
