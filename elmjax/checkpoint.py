@@ -66,6 +66,17 @@ def _model_signature(m) -> dict:
     return sig
 
 
+def _peft_signature(cfg) -> dict:
+    """The settings that decide the shapes of a fine-tuning state's parameters."""
+    p = cfg.get("peft") or {"method": "none"}
+    if p.get("method", "none") == "none":
+        return {"method": "none"}
+    targets = ",".join(sorted(t.strip() for t in p["targets"].split(",") if t.strip()))
+    return {"method": p["method"], "rank": p["rank"], "targets": targets,
+            "base_dtype": p["base_dtype"],
+            "adapters_only": bool(cfg.get("checkpoint", {}).get("adapters_only", False))}
+
+
 def check_compatible(saved_cfg, cfg, saved_tok: str | None, tok: str | None, where: str) -> None:
     """Raises ``IncompatibleCheckpointError`` naming the first difference."""
     a, b = _model_signature(saved_cfg.model), _model_signature(cfg.model)
@@ -74,6 +85,13 @@ def check_compatible(saved_cfg, cfg, saved_tok: str | None, tok: str | None, whe
             raise IncompatibleCheckpointError(
                 f"{where} was trained with model.{key}={a[key]} but the config has "
                 f"model.{key}={b[key]}; use another --workdir or the matching config")
+    a, b = _peft_signature(saved_cfg), _peft_signature(cfg)
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            name = ("checkpoint." if key == "adapters_only" else "peft.") + key
+            raise IncompatibleCheckpointError(
+                f"{where} was trained with {name}={a.get(key)} but the config has "
+                f"{name}={b.get(key)}; use another --workdir or the matching config")
     if saved_tok and tok and saved_tok != tok:
         raise IncompatibleCheckpointError(
             f"{where} was trained with another tokenizer (sha256 {saved_tok[:12]}…, the config's "
@@ -179,11 +197,30 @@ class Checkpointer:
         self.manager.close()
 
 
-def load_params(workdir, step: int | None = None, cfg=None):
+def saved_config(workdir, step: int | None = None) -> ml_collections.ConfigDict:
+    """The run config stored with a checkpoint (latest by default)."""
+    directory = epath.Path(workdir) / "checkpoints"
+    if not directory.exists():
+        raise FileNotFoundError(f"{workdir}: no checkpoints/ directory (is this an elmjax workdir?)")
+    mgr = ocp.CheckpointManager(directory)
+    try:
+        steps = sorted(mgr.all_steps())
+        if not steps:
+            raise FileNotFoundError(f"{directory}: no checkpoints")
+        step = steps[-1] if step is None else step
+        meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    finally:
+        mgr.close()
+    return config_from_json(meta["config"])
+
+
+def load_params(workdir, step: int | None = None, cfg=None, base=None):
     """``(config, params)`` of a run's checkpoint (latest by default), on the default device.
 
     Only the parameters are read (no optimizer state). ``cfg`` overrides the saved config's
-    non-shape settings (e.g. ``model.dtype``) when given.
+    non-shape settings (e.g. ``model.dtype``) when given. A LoRA/DoRA run's parameters come
+    back merged (``elmjax.model.peft.merge``: plain float32 weights); a run saved with
+    ``checkpoint.adapters_only`` needs its frozen ``base`` (the model's parameter tree).
     """
     directory = checkpoint_dir(workdir)
     if not directory.exists():
@@ -201,9 +238,22 @@ def load_params(workdir, step: int | None = None, cfg=None):
         if cfg is not None:
             check_compatible(saved, cfg, None, None, f"checkpoint {directory / str(step)}")
             saved = cfg
+        from elmjax.model import peft
         from elmjax.model.openelm import init_params
 
-        abstract = jax.eval_shape(lambda: init_params(saved, jax.random.key(0)))
+        def state_params(rng):
+            params = init_params(saved, rng)
+            if peft.enabled(saved):
+                params = peft.wrap(saved, params, rng)
+                if peft.adapters_only(saved):
+                    params = {"adapters": params["adapters"]}
+            return params
+
+        abstract = jax.eval_shape(state_params, jax.random.key(0))
+        if peft.enabled(saved) and "base" not in abstract and base is None:
+            raise ValueError(f"{directory / str(step)} holds LoRA/DoRA adapters only "
+                             f"(checkpoint.adapters_only): the base weights are needed too "
+                             f"(it was fine-tuned from {saved.get('finetune', {}).get('init') or '?'})")
         sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                               abstract)
@@ -213,7 +263,10 @@ def load_params(workdir, step: int | None = None, cfg=None):
             partial_restore=True)))
     finally:
         mgr.close()
-    return saved, restored["state"]["params"]
+    params = restored["state"]["params"]
+    if peft.enabled(saved):
+        params = peft.merge(saved, params["base"] if base is None else base, params["adapters"])
+    return saved, params
 
 
 def list_checkpoints(workdir) -> list[dict]:

@@ -76,8 +76,19 @@ def cmd_export(args, overrides):
 
     from elmjax import checkpoint
     from elmjax.interop import hf
+    from elmjax.model import peft
 
-    cfg, params = checkpoint.load_params(args.workdir, args.step)
+    if peft.enabled(checkpoint.saved_config(args.workdir, args.step)):
+        if not args.merge_adapters:
+            print(f"elmjax export: {args.workdir} holds LoRA/DoRA adapters, which the Hugging Face "
+                  "layout has no place for: pass --merge-adapters to fold them into the weights",
+                  file=sys.stderr)
+            return 2
+        from elmjax.train.finetune import load_merged
+
+        cfg, params = load_merged(args.workdir, args.step, args.init)
+    else:
+        cfg, params = checkpoint.load_params(args.workdir, args.step)
     names = hf.save_hf(args.out, cfg, params, dtype=args.dtype,
                        max_shard_bytes=int(args.max_shard_gb * 2 ** 30))
     tok = cfg.get("data", {}).get("tokenizer") if "data" in cfg else None
@@ -412,6 +423,41 @@ def _add_inference_parsers(sub):
     p.add_argument("--breakdown", action="store_true", help="also time decode by component")
     p.set_defaults(func=cmd_bench_infer)
 
+# --------------------------------------------------------------------------- fine-tuning
+
+
+def cmd_finetune(args, overrides):
+    """Instruction-tunes (all weights, or LoRA/DoRA adapters) from ``--init`` in ``--workdir``."""
+    from elmjax import parallel
+
+    parallel.initialize_distributed()
+    cfg = _config_from(args, overrides)
+    from elmjax.config import ConfigError
+    from elmjax.train import finetune, trainer
+
+    try:
+        result = finetune.finetune(cfg, args.workdir, args.init)
+    except ConfigError:
+        raise
+    except (FileNotFoundError, ValueError) as e:  # missing --init / data, incompatible checkpoint
+        print(f"elmjax finetune: {e}", file=sys.stderr)
+        return 2
+    except trainer.TrainingError as e:
+        print(f"elmjax finetune: {e}", file=sys.stderr)
+        return 3
+    return 0 if result.status == "completed" else EXIT_PREEMPTED
+
+
+def add_finetune_command(sub) -> None:
+    """``elmjax finetune --config experiments/NAME.py --init HF_DIR|WORKDIR --workdir DIR``."""
+    p = sub.add_parser("finetune", help="instruction-tune a model (all weights or LoRA/DoRA) "
+                                        "from imported or pretrained weights")
+    _add_config_arg(p)
+    p.add_argument("--init", required=True,
+                   help="starting weights: a Hugging Face OpenELM directory or an elmjax workdir")
+    p.add_argument("--workdir", required=True, help="run directory (checkpoints, metrics)")
+    p.set_defaults(func=cmd_finetune)
+
 
 def _add_config_arg(p):
     p.add_argument("--config", required=True,
@@ -445,6 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--max-shard-gb", type=float, default=5.0, help="shard size limit")
+    p.add_argument("--merge-adapters", action="store_true",
+                   help="LoRA/DoRA runs: fold the adapters into plain weights")
+    p.add_argument("--init", help="base weights of an adapters-only run (default: the --init "
+                                  "it was fine-tuned from)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", help="make a step-0 checkpoint from HF or corenet weights")
@@ -453,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True)
     p.add_argument("--config", help="run config for training settings (and the model, for --corenet)")
     p.set_defaults(func=cmd_import)
+
+    add_finetune_command(sub)
 
     p = sub.add_parser("checkpoints", help="list a run's checkpoints")
     p.add_argument("--workdir", required=True)

@@ -370,6 +370,39 @@ def _find_file(path: str) -> str:
 
 register_validator(_validate_curriculum)
 
+PEFT_METHODS = ("none", "lora", "dora")
+PEFT_TARGETS = ("token_embeddings", "qkv_proj", "out_proj", "proj_1", "proj_2")
+PEFT_BASE_DTYPES = ("float32", "bfloat16")
+SFT_FORMATS = ("auto", "ultrafeedback", "messages", "commonsense")
+
+
+def _validate_finetune(cfg):
+    """The ``peft`` section (LoRA/DoRA, ``elmjax.model.peft``) and ``sft`` (``elmjax.data.sft``)."""
+    if "peft" in cfg:
+        p = cfg.peft
+        _need(p.method in PEFT_METHODS, "peft.method", f"must be one of {PEFT_METHODS}, got {p.method!r}")
+        _need(p.base_dtype in PEFT_BASE_DTYPES, "peft.base_dtype",
+              f"must be one of {PEFT_BASE_DTYPES}, got {p.base_dtype!r}")
+        if p.method != "none":
+            _need(isinstance(p.rank, int) and p.rank > 0, "peft.rank",
+                  f"must be a positive integer, got {p.rank!r}")
+            _need(p.alpha > 0, "peft.alpha", f"must be > 0, got {p.alpha!r}")
+            _need(0 <= p.dropout < 1, "peft.dropout", f"must be in [0, 1), got {p.dropout!r}")
+            names = [t.strip() for t in p.targets.split(",") if t.strip()]
+            bad = [t for t in names if t not in PEFT_TARGETS]
+            _need(bool(names) and not bad, "peft.targets",
+                  f"must be a comma-separated subset of {PEFT_TARGETS}, got {p.targets!r}")
+    if "sft" in cfg:
+        s = cfg.sft
+        _need(isinstance(s.files, str) and s.files.strip() != "", "sft.files",
+              f"must be a non-empty comma-separated list of paths or globs, got {s.files!r}")
+        _need(s.format in SFT_FORMATS, "sft.format", f"must be one of {SFT_FORMATS}, got {s.format!r}")
+        _need(isinstance(s.window, int) and s.window >= 1, "sft.window",
+              f"must be a positive integer, got {s.window!r}")
+
+
+register_validator(_validate_finetune)
+
 
 # --------------------------------------------------------------------------- loading
 

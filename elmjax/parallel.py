@@ -114,9 +114,11 @@ def tree_shardings(mesh: Mesh, abstract_tree, logical_tree, rules) -> object:
 def opt_state_shardings(tx, mesh: Mesh, abstract_opt_state, param_shardings):
     """Optimizer-state shardings: per-parameter moments follow their parameter, scalars replicate."""
     replicated = NamedSharding(mesh, P())
+    # Frozen parameters (a trainable mask) have no state: optax leaves a MaskedNode there.
+    masked = lambda x: isinstance(x, optax.MaskedNode)  # noqa: E731
     shardings = optax.tree_map_params(
-        tx, lambda _, s: s, abstract_opt_state, param_shardings,
-        transform_non_params=lambda _: replicated)
+        tx, lambda x, s: x if masked(x) else s, abstract_opt_state, param_shardings,
+        transform_non_params=lambda _: replicated, is_leaf=masked)
     return jax.tree.map(lambda s: replicated if s is None else s, shardings,
                         is_leaf=lambda x: x is None or isinstance(x, NamedSharding))
 

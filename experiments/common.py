@@ -7,6 +7,7 @@ argument string (``experiments/openelm_270m.py:smoke=True``) with ``parse_arg``.
 import ml_collections
 
 from elmjax.config import model_config
+from elmjax.model.peft import peft_config
 
 # Apple's released models: (num_layers, model_dim, head_dim, peak learning rate).
 OPENELM_SIZES = {
@@ -88,6 +89,9 @@ def base_config():
     c.checkpoint.every = 5000
     c.checkpoint.keep = 3
     c.checkpoint.keep_every = 0  # also keep every M-th step forever (0: off)
+    c.checkpoint.adapters_only = False  # PEFT: save adapters (+ their optimizer state), not the base
+
+    c.peft = peft_config()  # LoRA / DoRA (elmjax.model.peft); method "none" trains every weight
 
     c.log = ml_collections.ConfigDict()
     c.log.every = 10
@@ -154,4 +158,26 @@ def two_phase_curriculum(c, phase1_mixture, phase2_mixture, phase2_start=0.8,
                                             min_quality=phase2_min_quality))))
     if decay_in_phase2:
         c.optim.schedule = "constant"
+
+def finetune_config(c, files, *, steps, batch, lr, seq_len, warmup, min_lr_ratio, pack=True):
+    """Turns a pretraining config into an instruction-tuning one (``elmjax finetune``).
+
+    Adds the ``sft`` section (instruction data ``files``; OpenELM-Instruct's chat template)
+    and sets the schedule: AdamW with no weight decay, warm-up, cosine to
+    ``min_lr_ratio * lr`` at the last step, no z-loss.
+    """
+    from elmjax.data.sft import sft_config
+
+    c.sft = sft_config(files=files, pack=pack)
+    c.data.seq_len = seq_len
+    c.train.steps = steps
+    c.train.global_batch_size = batch
+    c.train.z_loss = 0.0
+    c.optim.peak_lr = lr
+    c.optim.init_lr = 0.0
+    c.optim.warmup_steps = warmup
+    c.optim.decay_steps = steps
+    c.optim.min_lr_ratio = min_lr_ratio
+    c.optim.weight_decay = 0.0
+    c.checkpoint.every = max(steps // 5, 1)
     return c

@@ -26,7 +26,7 @@ BATCH_KEYS = ("inputs", "targets", "segment_ids", "positions", "loss_mask")
 
 
 def pack_pieces(tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray, seq_len: int,
-                pad_id: int = 0) -> dict:
+                pad_id: int = 0, label_mask: np.ndarray | None = None) -> dict:
     """Packs pieces into rows with first-fit-decreasing.
 
     Takes ``tokens`` (int32 ``[T]``: the documents' token ids), each piece's
@@ -34,7 +34,9 @@ def pack_pieces(tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray, seq
     ``tokens[starts[k]:starts[k]+lengths[k]]`` and targets one token later;
     ``1 <= lengths[k] <= seq_len``). Returns the batch keys of
     :data:`BATCH_KEYS`, each ``[rows, seq_len]`` (int32; ``loss_mask`` float32),
-    with padding ``pad_id`` / segment 0 / mask 0.
+    with padding ``pad_id`` / segment 0 / mask 0. ``label_mask`` (float32 ``[T]``, optional)
+    says which tokens may be predicted: a position's ``loss_mask`` is its target's entry
+    (instruction tuning trains on assistant tokens only); by default every target counts.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     starts = np.asarray(starts, dtype=np.int64)
@@ -79,7 +81,28 @@ def pack_pieces(tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray, seq
     out["targets"][r, c] = tokens[src + 1]
     out["segment_ids"][r, c] = segment[piece]
     out["positions"][r, c] = within
-    out["loss_mask"][r, c] = 1.0
+    out["loss_mask"][r, c] = 1.0 if label_mask is None else label_mask[src + 1]
+    return out
+
+
+def pad_pieces(tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray, seq_len: int,
+               pad_id: int = 0, label_mask: np.ndarray | None = None) -> dict:
+    """Like :func:`pack_pieces` but one piece per row, in the given order, padded at the end.
+
+    Returns the batch keys of :data:`BATCH_KEYS`, each ``[len(lengths), seq_len]``.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    rows = len(lengths)
+    total = int(lengths.sum())
+    piece = np.repeat(np.arange(rows), lengths)
+    within = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    src = np.asarray(starts, dtype=np.int64)[piece] + within
+    out = empty_rows(rows, seq_len, pad_id)
+    out["inputs"][piece, within] = tokens[src]
+    out["targets"][piece, within] = tokens[src + 1]
+    out["segment_ids"][piece, within] = 1
+    out["positions"][piece, within] = within
+    out["loss_mask"][piece, within] = 1.0 if label_mask is None else label_mask[src + 1]
     return out
 
 
@@ -98,14 +121,17 @@ class PackIterDataset(grain.IterDataset):
     :meth:`SourceStats.to_dict` delta). Each round gathers blocks until they hold
     ``round_rows * seq_len`` tokens, packs them and shuffles the rows with
     ``seed``. Yields dicts of :data:`BATCH_KEYS`, each ``[batch_size, seq_len]``;
-    when the parent ends, the last batch is padded with empty rows.
+    when the parent ends, the last batch is padded with empty rows. Blocks may carry a
+    ``label_mask`` (float32 ``[T]``, see :func:`pack_pieces`); ``pack=False`` puts each
+    piece in a row of its own (:func:`pad_pieces`) instead of packing.
     """
 
     def __init__(self, parent, *, batch_size: int, seq_len: int, round_rows: int,
-                 pad_id: int, seed: int, source_names):
+                 pad_id: int, seed: int, source_names, pack: bool = True):
         super().__init__(parent)
         self.batch_size, self.seq_len, self.round_rows = batch_size, seq_len, round_rows
         self.pad_id, self.seed, self.source_names = pad_id, seed, tuple(source_names)
+        self.pack = pack
 
     def __iter__(self):
         return PackIterator(self._parent.__iter__(), self)
@@ -147,10 +173,12 @@ class PackIterator(grain.DatasetIterator):
         if not tokens:
             return False
         offsets = np.cumsum([0] + [len(b["tokens"]) for b in blocks[:-1]])
-        packed = pack_pieces(
+        label_mask = (np.concatenate([b["label_mask"] for b in blocks])
+                      if "label_mask" in blocks[0] else None)
+        packed = (pack_pieces if ds.pack else pad_pieces)(
             np.concatenate([b["tokens"] for b in blocks]),
             np.concatenate([b["piece_start"] + o for b, o in zip(blocks, offsets)]),
-            np.concatenate([b["piece_len"] for b in blocks]), ds.seq_len, ds.pad_id)
+            np.concatenate([b["piece_len"] for b in blocks]), ds.seq_len, ds.pad_id, label_mask)
         self._round += 1
         perm = np.random.default_rng([ds.seed, self._round]).permutation(len(packed["inputs"]))
         self._rows = {k: v[perm] for k, v in packed.items()}

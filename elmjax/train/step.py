@@ -23,15 +23,21 @@ def token_losses(cfg, params, batch, z_loss: float = 0.0):
     return ce + z_loss * jnp.square(logz), ce
 
 
-def _summed_loss(params, cfg, batch, z_loss):
+def _summed_loss(params, cfg, batch, z_loss, param_transform=None, step=None):
     """(sum of masked losses, (sum of masked cross-entropy, token count))."""
+    if param_transform is not None:
+        params = param_transform(params, step)
     loss, ce = token_losses(cfg, params, batch, z_loss)
     mask = batch["loss_mask"].astype(jnp.float32)
     return jnp.sum(loss * mask), (jnp.sum(ce * mask), jnp.sum(mask))
 
 
-def make_train_step(cfg, tx: optax.GradientTransformation):
+def make_train_step(cfg, tx: optax.GradientTransformation, param_transform=None):
     """Returns ``train_step(state, batch) -> (state, metrics)``.
+
+    ``param_transform(params, step) -> model params``, when given, maps the state's
+    parameters to the tree the model takes, inside the differentiated loss (PEFT: the
+    state holds ``{"base", "adapters"}`` and the loss sees ``peft.apply``'s result).
 
     The batch is split into ``train.microbatches`` slices whose gradients are summed before
     one update, so k microbatches equal one batch of k times the size. A non-finite loss or
@@ -44,12 +50,13 @@ def make_train_step(cfg, tx: optax.GradientTransformation):
     def train_step(state, batch):
         params = state["params"]
         if k == 1:
-            (loss_sum, (ce_sum, count)), grads = grad_fn(params, cfg, batch, z_loss)
+            (loss_sum, (ce_sum, count)), grads = grad_fn(params, cfg, batch, z_loss,
+                                                         param_transform, state["step"])
         else:
             micro = jax.tree.map(lambda x: x.reshape(k, x.shape[0] // k, *x.shape[1:]), batch)
 
             def body(carry, mb):
-                (l, (c, n)), g = grad_fn(params, cfg, mb, z_loss)
+                (l, (c, n)), g = grad_fn(params, cfg, mb, z_loss, param_transform, state["step"])
                 acc_g, acc_l, acc_c, acc_n = carry
                 return (jax.tree.map(jnp.add, acc_g, g), acc_l + l, acc_c + c, acc_n + n), None
 

@@ -23,6 +23,7 @@ from elmjax import config as config_lib
 from elmjax import metrics as metrics_lib
 from elmjax import parallel
 from elmjax.data import curriculum
+from elmjax.model import peft
 from elmjax.train import optimizer as opt_lib
 from elmjax.train import state as state_lib
 from elmjax.train.step import make_train_step
@@ -114,11 +115,16 @@ class _Preemption:
             signal.signal(signal.SIGTERM, self._old)
 
 
-def train(cfg, workdir: str, *, init_params=None, trainable=None, evaluator=None) -> RunResult:
+def train(cfg, workdir: str, *, init_params=None, trainable=None, data=None,
+          evaluator=None) -> RunResult:
     """Trains ``cfg`` in ``workdir``, resuming from its latest checkpoint if there is one.
 
     ``init_params``: optional parameter tree to start from instead of a random init
-    (fine-tuning); ``trainable``: optional tree of bools, False leaves frozen (PEFT);
+    (fine-tuning; with PEFT on, the base, whose adapters are then initialised, and the base
+    an adapters-only checkpoint is restored onto); ``trainable``: optional tree of bools,
+    False leaves frozen (with PEFT on, by default every adapter and no base weight);
+    ``data``: optional batch source with ``curriculum.TrainData``'s methods (e.g.
+    ``elmjax.data.sft.SFTData``) instead of the pretraining pipeline;
     ``evaluator``: optional ``f(step, params) -> {name: value}`` run every ``eval.every``
     steps and at the end, its results logged with the training metrics.
     Returns a ``RunResult``; raises ``TrainingError`` when the run cannot continue.
@@ -139,15 +145,34 @@ def train(cfg, workdir: str, *, init_params=None, trainable=None, evaluator=None
 
     manager = ckpt_lib.Checkpointer(workdir, cfg)
     manager.check_latest_compatible()
-    data = curriculum.TrainData(cfg)
+    data = curriculum.TrainData(cfg) if data is None else data
     narrate(f"data: {data.describe()}")
 
+    param_transform = None
+    if peft.enabled(cfg):
+        param_transform = peft.train_transform(cfg)
+        if trainable is None:
+            trainable = peft.trainable_mask(jax.eval_shape(
+                lambda: state_lib.train_params(cfg, jax.random.key(0))))
+        n_train = peft.trainable_count(cfg)
+        narrate(f"peft {cfg.peft.method}: rank {cfg.peft.rank} on {', '.join(peft.targets_of(cfg))}; "
+                f"{n_train:,} trainable parameters ({n_train / n_params:.3%}), base in "
+                f"{cfg.peft.base_dtype}")
     tx = opt_lib.make_optimizer(cfg, trainable)
     abstract = state_lib.abstract_state(cfg, tx)
     shardings = state_lib.state_shardings(cfg, mesh, tx, abstract)
-    restored = manager.restore_latest(abstract, shardings, data)
+    if peft.adapters_only(cfg) and manager.steps() and init_params is None:
+        raise TrainingError(f"{manager.directory} holds adapters only (checkpoint.adapters_only): "
+                            "give the base weights (elmjax finetune --init) to resume")
+    restored = manager.restore_latest(state_lib.checkpointed(cfg, abstract),
+                                      state_lib.checkpointed(cfg, shardings), data)
     if restored is not None:
         state, start = restored
+        if peft.adapters_only(cfg):
+            base = init_params["base"] if "adapters" in init_params else init_params
+            base = jax.tree.map(lambda x: jnp.asarray(x, jnp.dtype(cfg.peft.base_dtype)), base)
+            state["params"] = {"base": jax.device_put(base, shardings["params"]["base"]),
+                               **state["params"]}
         narrate(f"restored step {start} from {manager.directory}")
     else:
         state, _ = state_lib.init_state(cfg, mesh, tx, jax.random.key(cfg.train.seed), init_params)
@@ -155,7 +180,7 @@ def train(cfg, workdir: str, *, init_params=None, trainable=None, evaluator=None
         narrate("initialised a fresh state" + (" from given parameters" if init_params is not None else ""))
 
     batch_sh = parallel.batch_sharding(mesh, cfg)
-    step_fn = jax.jit(make_train_step(cfg, tx), in_shardings=(shardings, batch_sh),
+    step_fn = jax.jit(make_train_step(cfg, tx, param_transform), in_shardings=(shardings, batch_sh),
                       out_shardings=(shardings, None), donate_argnums=0)
     peak, peak_src = peak_flops_per_device(cfg)
     peak_total = peak * jax.device_count()
@@ -236,7 +261,10 @@ def train(cfg, workdir: str, *, init_params=None, trainable=None, evaluator=None
                 if eval_every and (step % eval_every == 0 or step == cfg.train.steps):
                     pending = drain(pending)
                     te = time.perf_counter()
-                    results = evaluator(step, state["params"])
+                    params = state["params"]
+                    if peft.enabled(cfg):  # evaluate the adapted model
+                        params = peft.apply(cfg, params["base"], params["adapters"])
+                    results = evaluator(step, params)
                     writer.write(step, results)
                     window_t += time.perf_counter() - te  # evaluation is not training time
                     bar.write(f"step {step} eval: " + ", ".join(
@@ -244,7 +272,8 @@ def train(cfg, workdir: str, *, init_params=None, trainable=None, evaluator=None
                 stop = preempt.requested or manager.reached_preemption(step)
                 if step % cfg.checkpoint.every == 0 or step == cfg.train.steps or stop:
                     pending = drain(pending)
-                    manager.save(step, state, data, force=stop or step == cfg.train.steps)
+                    manager.save(step, state_lib.checkpointed(cfg, state), data,
+                                 force=stop or step == cfg.train.steps)
                 if stop:
                     status = "preempted"
                     narrate(f"preempted: saved step {step}; rerun the same command to resume")
