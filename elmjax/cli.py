@@ -289,6 +289,7 @@ def add_eval_parser(sub):
     p.add_argument("--out", help="write the results as JSON here")
     p.set_defaults(func=cmd_eval)
 
+
 # --------------------------------------------------------------------------- inference
 
 
@@ -422,6 +423,7 @@ def _add_inference_parsers(sub):
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--breakdown", action="store_true", help="also time decode by component")
     p.set_defaults(func=cmd_bench_infer)
+
 
 # --------------------------------------------------------------------------- fine-tuning
 

@@ -370,6 +370,9 @@ def _find_file(path: str) -> str:
 
 register_validator(_validate_curriculum)
 
+
+# --------------------------------------------------------------------------- fine-tuning
+
 PEFT_METHODS = ("none", "lora", "dora")
 PEFT_TARGETS = ("token_embeddings", "qkv_proj", "out_proj", "proj_1", "proj_2")
 PEFT_BASE_DTYPES = ("float32", "bfloat16")

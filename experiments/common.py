@@ -158,6 +158,8 @@ def two_phase_curriculum(c, phase1_mixture, phase2_mixture, phase2_start=0.8,
                                             min_quality=phase2_min_quality))))
     if decay_in_phase2:
         c.optim.schedule = "constant"
+    return c
+
 
 def finetune_config(c, files, *, steps, batch, lr, seq_len, warmup, min_lr_ratio, pack=True):
     """Turns a pretraining config into an instruction-tuning one (``elmjax finetune``).

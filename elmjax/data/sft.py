@@ -385,3 +385,9 @@ class SFTData:
 
     def start_prefetch(self) -> None:
         """Called by grain's handler after a restore; this source reads on demand (no prefetch)."""
+
+    def close(self) -> None:
+        """Stops the iterator's background work, if it has any (the trainer calls this at the end)."""
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()
