@@ -13,6 +13,7 @@ updated cache. Without a cache they compute exactly what training uses.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -28,12 +29,50 @@ def normal_init(std: float, names: tuple):
     return nn.with_logical_partitioning(nn.initializers.normal(stddev=std), names)
 
 
-def matmul(x: jax.Array, w: jax.Array, dtype: Dtype) -> jax.Array:
-    """``x @ w`` over the last axis of x and first of w; f32 accumulation, result in ``dtype``."""
-    y = lax.dot_general(x.astype(dtype), w.astype(dtype),
-                        (((x.ndim - 1,), (0,)), ((), ())),
-                        preferred_element_type=jnp.float32)
-    return y.astype(dtype)
+def _dot_last_first(x, w):
+    """``x @ w`` over x's last and w's first axis, accumulated in float32."""
+    return lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())),
+                           preferred_element_type=jnp.float32)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _low_precision_matmul(x, w, dtype, out_dtype, x_dtype, w_dtype):
+    return _dot_last_first(x.astype(dtype), w.astype(dtype)).astype(out_dtype)
+
+
+def _low_precision_fwd(x, w, dtype, out_dtype, x_dtype, w_dtype):
+    xc, wc = x.astype(dtype), w.astype(dtype)
+    return _dot_last_first(xc, wc).astype(out_dtype), (xc, wc)
+
+
+def _low_precision_bwd(dtype, out_dtype, x_dtype, w_dtype, residuals, ct):
+    # Autodiff of a float32-accumulating matmul would run both backward matmuls on the
+    # float32 cotangent (an f32 x bf16 product is an f32 matmul); casting the cotangent to
+    # the compute dtype keeps all three matmuls in bfloat16 with float32 accumulation.
+    xc, wc = residuals
+    ct = ct.astype(dtype)
+    dx = lax.dot_general(ct, wc, (((ct.ndim - 1,), (1,)), ((), ())),
+                         preferred_element_type=jnp.float32)
+    dw = lax.dot_general(xc.reshape(-1, xc.shape[-1]), ct.reshape(-1, ct.shape[-1]),
+                         (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+    return dx.astype(x_dtype), dw.astype(w_dtype)
+
+
+_low_precision_matmul.defvjp(_low_precision_fwd, _low_precision_bwd)
+
+
+def matmul(x: jax.Array, w: jax.Array, dtype: Dtype, out_dtype: Dtype | None = None) -> jax.Array:
+    """``x @ w`` over the last axis of x and first of w, in compute ``dtype`` with float32
+    accumulation; the result is ``out_dtype`` (default ``dtype``).
+
+    In float32 this is a plain ``dot_general``. In a lower precision the backward pass is
+    written out so its matmuls also run in that precision (see ``_low_precision_bwd``).
+    """
+    dtype = jnp.dtype(dtype)
+    out_dtype = dtype if out_dtype is None else jnp.dtype(out_dtype)
+    if dtype == jnp.float32:
+        return _dot_last_first(x.astype(dtype), w.astype(dtype)).astype(out_dtype)
+    return _low_precision_matmul(x, w, dtype, out_dtype, jnp.dtype(x.dtype), jnp.dtype(w.dtype))
 
 
 class Linear(nn.Module):

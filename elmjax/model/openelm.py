@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from elmjax.config import layer_schedule
-from elmjax.model.layers import (Block, RMSNorm, attention_mask, cache_attention_mask, normal_init,
-                                 rope_angles)
+from elmjax.model.layers import (Block, RMSNorm, attention_mask, cache_attention_mask, matmul,
+                                 normal_init, rope_angles)
 
 _REMAT_POLICIES = {
     "full": None,  # save nothing inside a block
@@ -53,9 +53,7 @@ class OpenELM(nn.Module):
     def logits(self, h):
         """Final norm and the tied output head; float32 ``[batch, length, vocab]``."""
         h = self.norm(h)
-        emb = self.token_embeddings
-        return jax.lax.dot_general(h, emb.astype(h.dtype), (((h.ndim - 1,), (1,)), ((), ())),
-                                   preferred_element_type=jnp.float32)
+        return matmul(h, self.token_embeddings.T, h.dtype, jnp.float32)
 
     def __call__(self, tokens, segment_ids=None, positions=None):
         b, t = tokens.shape
