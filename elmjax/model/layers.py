@@ -30,9 +30,14 @@ def normal_init(std: float, names: tuple):
 
 
 def _dot_last_first(x, w):
-    """``x @ w`` over x's last and w's first axis, accumulated in float32."""
-    return lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())),
-                           preferred_element_type=jnp.float32)
+    """``x @ w`` over x's last and w's first axis, accumulated in float32.
+
+    Leading axes are flattened first: the weight gradient is then one plain 2-D matmul
+    instead of a contraction over two axes, which XLA's CPU backend runs ~1.3x slower.
+    """
+    y = lax.dot_general(x.reshape(-1, x.shape[-1]), w, (((1,), (0,)), ((), ())),
+                        preferred_element_type=jnp.float32)
+    return y.reshape(*x.shape[:-1], w.shape[-1])
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
