@@ -11,6 +11,7 @@ A run restores onto any mesh: the target shardings come from the current config.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -197,31 +198,9 @@ class Checkpointer:
         self.manager.close()
 
 
-def saved_config(workdir, step: int | None = None) -> ml_collections.ConfigDict:
-    """The run config stored with a checkpoint (latest by default)."""
-    directory = epath.Path(workdir) / "checkpoints"
-    if not directory.exists():
-        raise FileNotFoundError(f"{workdir}: no checkpoints/ directory (is this an elmjax workdir?)")
-    mgr = ocp.CheckpointManager(directory)
-    try:
-        steps = sorted(mgr.all_steps())
-        if not steps:
-            raise FileNotFoundError(f"{directory}: no checkpoints")
-        step = steps[-1] if step is None else step
-        meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    finally:
-        mgr.close()
-    return config_from_json(meta["config"])
-
-
-def load_params(workdir, step: int | None = None, cfg=None, base=None):
-    """``(config, params)`` of a run's checkpoint (latest by default), on the default device.
-
-    Only the parameters are read (no optimizer state). ``cfg`` overrides the saved config's
-    non-shape settings (e.g. ``model.dtype``) when given. A LoRA/DoRA run's parameters come
-    back merged (``elmjax.model.peft.merge``: plain float32 weights); a run saved with
-    ``checkpoint.adapters_only`` needs its frozen ``base`` (the model's parameter tree).
-    """
+@contextlib.contextmanager
+def _reading(workdir, step: int | None = None):
+    """Yields ``(manager, directory, step, meta)`` for a run's checkpoint (latest by default)."""
     directory = checkpoint_dir(workdir)
     if not directory.exists():
         raise FileNotFoundError(f"{workdir}: no checkpoints/ directory (is this an elmjax workdir?)")
@@ -234,11 +213,32 @@ def load_params(workdir, step: int | None = None, cfg=None, base=None):
         if step not in steps:
             raise FileNotFoundError(f"{directory}: no checkpoint at step {step} (have {steps})")
         meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        yield mgr, directory, step, meta
+    finally:
+        mgr.close()
+
+
+def saved_config(workdir, step: int | None = None) -> ml_collections.ConfigDict:
+    """The run config stored with a checkpoint (latest by default)."""
+    with _reading(workdir, step) as (_, _, _, meta):
+        return config_from_json(meta["config"])
+
+
+def load_params(workdir, step: int | None = None, cfg=None, base=None):
+    """``(config, params)`` of a run's checkpoint (latest by default), on the default device.
+
+    Only the parameters are read (no optimizer state). ``cfg`` overrides the saved config's
+    non-shape settings (e.g. ``model.dtype``) when given. A LoRA/DoRA run's parameters come
+    back merged (``elmjax.model.peft.merge``: plain float32 weights); a run saved with
+    ``checkpoint.adapters_only`` needs its frozen ``base`` (the model's parameter tree).
+    """
+    from elmjax.model import peft
+
+    with _reading(workdir, step) as (mgr, directory, step, meta):
         saved = config_from_json(meta["config"])
         if cfg is not None:
             check_compatible(saved, cfg, None, None, f"checkpoint {directory / str(step)}")
             saved = cfg
-        from elmjax.model import peft
         from elmjax.model.openelm import init_params
 
         def state_params(rng):
@@ -261,8 +261,6 @@ def load_params(workdir, step: int | None = None, cfg=None, base=None):
             item={"params": target},
             restore_args={"params": ocp.checkpoint_utils.construct_restore_args(target)},
             partial_restore=True)))
-    finally:
-        mgr.close()
     params = restored["state"]["params"]
     if peft.enabled(saved):
         params = peft.merge(saved, params["base"] if base is None else base, params["adapters"])
