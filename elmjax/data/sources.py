@@ -214,9 +214,15 @@ def _raw_chunks(f) -> Iterator[bytes]:
         yield b
 
 
-def _gzip_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Every member of a (multi-member) gzip stream; raises _Truncated on a cut member."""
-    d = zlib.decompressobj(31)
+def _frames(chunks: Iterator[bytes], new_decoder, zero_padding_ok: bool) -> Iterator[bytes]:
+    """Decompresses a stream of concatenated members/frames, each with a fresh decoder
+    (``new_decoder()``: an object with ``decompress``, ``eof``, ``unused_data``).
+
+    Raises _Truncated when the stream ends inside a member (some decoders stop silently at
+    a cut frame). ``zero_padding_ok``: trailing zero bytes after the last member are legal
+    (gzip).
+    """
+    d = new_decoder()
     started = False
     for data in chunks:
         while data:
@@ -226,10 +232,9 @@ def _gzip_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
                 yield out
             if d.eof:
                 data = d.unused_data
-                d = zlib.decompressobj(31)
+                d = new_decoder()
                 started = False
-                # Trailing zero padding after the last member is legal in gzip files.
-                if data and not data.strip(b"\x00"):
+                if zero_padding_ok and data and not data.strip(b"\x00"):
                     data = b""
             else:
                 data = b""
@@ -240,27 +245,17 @@ def _gzip_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
         raise _Truncated()
 
 
+def _gzip_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Every member of a (multi-member) gzip stream; raises _Truncated on a cut member."""
+    return _frames(chunks, lambda: zlib.decompressobj(31), zero_padding_ok=True)
+
+
 def _zstd_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """Every frame of a (multi-frame) zstd stream; raises _Truncated on a cut frame."""
     import zstandard
 
     dctx = zstandard.ZstdDecompressor()
-    d = dctx.decompressobj()
-    started = False
-    for data in chunks:
-        while data:
-            out = d.decompress(data)
-            started = True
-            if out:
-                yield out
-            if d.eof:
-                data = d.unused_data
-                d = dctx.decompressobj()
-                started = False
-            else:
-                data = b""
-    if started:
-        raise _Truncated()
+    return _frames(chunks, dctx.decompressobj, zero_padding_ok=False)
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
