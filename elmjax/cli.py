@@ -278,7 +278,7 @@ def add_eval_parser(sub):
     p.add_argument("--tasks", default="",
                    help="comma-separated: arc_easy,arc_challenge,boolq,hellaswag,piqa,sciq,"
                         "winogrande (or 'all')")
-    p.add_argument("--data-dir", help="directory with the task files (see elmjax.eval.tasks)")
+    p.add_argument("--data-dir", help="task files, then TFDS datasets (see elmjax.eval.tasks)")
     p.add_argument("--limit", type=int, default=None, help="first N documents of each task")
     p.add_argument("--perplexity", help="held-out perplexity on a mixture YAML or a "
                                         ".jsonl/.json/.parquet/.txt file")

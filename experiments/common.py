@@ -98,7 +98,8 @@ def base_config():
 
     # Evaluation during training (`elmjax train`): every N steps (0: off), held-out
     # perplexity on a mixture YAML or a .jsonl/.json/.parquet/.txt file and/or zero-shot
-    # tasks read from eval.data_dir; results go to metrics.jsonl and TensorBoard.
+    # tasks read from eval.data_dir (task files, else prepared TFDS datasets: see
+    # elmjax.eval.tasks); results go to metrics.jsonl and TensorBoard.
     c.eval = ml_collections.ConfigDict()
     c.eval.every = 0
     c.eval.perplexity = ""

@@ -61,7 +61,7 @@ def evaluate(config, params, tokenizer, tasks: Sequence[str], data_dir: str,
 
     config: a run config or its model section; params: the parameter tree (any
     sharding); tokenizer: a tokenizer object or a SentencePiece ``.model`` path;
-    tasks: names from ``elmjax.eval.tasks.TASKS``; data_dir: where their files are;
+    tasks: names from ``elmjax.eval.tasks.TASKS``; data_dir: their files or TFDS datasets;
     limit: documents per task (all when None). Keys are ``task/acc``,
     ``task/acc_stderr`` and, where reported, ``task/acc_norm`` and its stderr.
     """

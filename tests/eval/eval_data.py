@@ -64,9 +64,16 @@ HF_DOCS = {
                      "jumps in the  sky [step] again.", "boils water."],
          "source_id": "wikihow~1", "split": "val", "split_type": "indomain", "label": "0"},
         {"ind": 9, "activity_label": "Kitchen", "ctx_a": "A woman opens the door.",
-         "ctx_b": "SHE puts a cup on the table.", "ctx": "",
+         "ctx_b": "SHE puts a cup on the table.",
+         "ctx": "A woman opens the door. SHE puts a cup on the table.",
          "endings": ["She took the cup.", "the cat ran.", "ice melts.", "a dog walks."],
          "source_id": "activitynet~2", "split": "val", "split_type": "zeroshot", "label": "2"},
+        {"ind": 12, "activity_label": "Food and Entertaining", "ctx_a": "[header] How to boil "
+         "water [title] Put water in a cup. [step] Heat it with fire.", "ctx_b": "",
+         "ctx": "[header] How to boil water [title] Put water in a cup. [step] Heat it with fire.",
+         "endings": ["[substeps] The water is hot.", "The ice is cold.", "Run to the sky.",
+                     "Cut the paper."],
+         "source_id": "wikihow~3", "split": "val", "split_type": "indomain", "label": "0"},
     ],
     ("piqa", "validation"): [
         {"goal": "To cut paper", "sol1": "use a knife.", "sol2": "use ice.", "label": 0},
@@ -116,3 +123,61 @@ def write_hf_layout(root) -> dict:
                 f.writelines(json.dumps(d) + "\n" for d in docs)
         paths[task] = (split, path)
     return paths
+
+
+def original_records(task: str) -> list[dict]:
+    """``HF_DOCS`` of ``task`` in its original release's record layout (what TFDS builders read).
+
+    PIQA's labels are not in its records: see ``write_original_layout``.
+    """
+    split = {"arc_easy": "test", "arc_challenge": "test", "sciq": "test"}.get(task, "validation")
+    docs = HF_DOCS[(task, split)]
+    if task.startswith("arc_"):
+        return [{"id": d["id"], "answerKey": d["answerKey"], "question": {
+            "stem": d["question"], "choices": [{"text": t, "label": lab} for t, lab in
+                                               zip(d["choices"]["text"], d["choices"]["label"])]}}
+                for d in docs]
+    if task == "boolq":
+        return [{"question": d["question"], "title": f"t{i}", "answer": bool(d["label"]),
+                 "passage": d["passage"]} for i, d in enumerate(docs)]
+    if task == "hellaswag":
+        return [dict(d, label=int(d["label"])) for d in docs]
+    if task == "piqa":
+        return [{"id": f"p{i}", "goal": d["goal"], "sol1": d["sol1"], "sol2": d["sol2"]}
+                for i, d in enumerate(docs)]
+    if task == "winogrande":
+        return [{"qID": f"w{i}-1", "sentence": d["sentence"], "option1": d["option1"],
+                 "option2": d["option2"], "answer": d["answer"]} for i, d in enumerate(docs)]
+    return list(docs)  # sciq: the release has the hub's fields
+
+
+def write_original_layout(root) -> dict:
+    """Writes ``HF_DOCS`` as the original releases' files; returns ``{task: path}``.
+
+    AI2's ARC JSONL, Google's BoolQ ``dev.jsonl``, ``hellaswag_val.jsonl``, PIQA's
+    ``valid.jsonl`` with ``valid-labels.lst``, SciQ's ``test.json`` and
+    WinoGrande's ``dev.jsonl``, at the paths ``elmjax.eval.tasks`` accepts.
+    """
+    import json
+    import os
+
+    paths = {"arc_easy": "ARC-V1-Feb2018-2/ARC-Easy/ARC-Easy-Test.jsonl",
+             "arc_challenge": "ARC-V1-Feb2018-2/ARC-Challenge/ARC-Challenge-Test.jsonl",
+             "boolq": "boolq/dev.jsonl", "hellaswag": "hellaswag/hellaswag_val.jsonl",
+             "piqa": "piqa/valid.jsonl", "sciq": "sciq/test.json",
+             "winogrande": "winogrande/dev.jsonl"}
+    out = {}
+    for task, rel in paths.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        records = original_records(task)
+        with open(path, "w") as f:
+            if path.endswith(".json"):
+                json.dump(records, f)
+            else:
+                f.writelines(json.dumps(r) + "\n" for r in records)
+        out[task] = path
+    labels = os.path.join(root, "piqa", "valid-labels.lst")
+    with open(labels, "w") as f:
+        f.writelines(f"{d['label']}\n" for d in HF_DOCS[("piqa", "validation")])
+    return out

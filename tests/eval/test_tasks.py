@@ -1,13 +1,12 @@
 """Request building of each task on hand-written documents, and the original release layouts."""
 
-import json
 import math
 import os
 
 import pytest
 
 from elmjax.eval import tasks
-from tests.eval.eval_data import HF_DOCS
+from tests.eval.eval_data import write_original_layout
 
 
 def examples(task_data, name):
@@ -41,7 +40,12 @@ def test_hellaswag_preprocessing(task_data):
     assert [r[1] for r in ex[0].requests][0] == " cuts the paper. with care."
     # ctx_b.capitalize() lower-cases the rest of ctx_b, as lm-eval's preprocessing does.
     assert ex[1].requests[0][0] == "Kitchen: A woman opens the door. She puts a cup on the table."
-    assert [e.gold for e in ex] == [0, 2]
+    # A WikiHow record: empty ctx_b; " [title]" becomes ". ", other [markers] go.
+    assert ex[2].requests[0][0] == ("Food and Entertaining: How to boil water. Put "
+                                    "water in a cup. Heat it with fire.")
+    # lm-eval strips before removing markers, so a leading "[substeps] " leaves a space.
+    assert ex[2].choices[0] == " The water is hot."
+    assert [e.gold for e in ex] == [0, 2, 0]
 
 
 def test_piqa_and_sciq_prompts(task_data):
@@ -88,29 +92,6 @@ def test_missing_data_says_where_to_put_it(tmp_path):
 
 
 def test_original_release_layouts_match_the_hub_layout(task_data, tmp_path):
-    hub = {name: examples(task_data, name) for name in ("arc_challenge", "boolq", "piqa", "sciq")}
-    d = tmp_path
-    arc = d / "ARC-V1-Feb2018-2" / "ARC-Challenge"
-    arc.mkdir(parents=True)
-    with open(arc / "ARC-Challenge-Test.jsonl", "w") as f:
-        for doc in HF_DOCS[("arc_challenge", "test")]:
-            stem = {"stem": doc["question"], "choices": [
-                {"text": t, "label": lab}
-                for t, lab in zip(doc["choices"]["text"], doc["choices"]["label"])]}
-            f.write(json.dumps({"id": doc["id"], "question": stem,
-                                "answerKey": doc["answerKey"]}) + "\n")
-    (d / "boolq").mkdir()
-    with open(d / "boolq" / "dev.jsonl", "w") as f:
-        for doc in HF_DOCS[("boolq", "validation")]:
-            f.write(json.dumps({"question": doc["question"], "title": "t",
-                                "answer": bool(doc["label"]), "passage": doc["passage"]}) + "\n")
-    (d / "piqa").mkdir()
-    piqa_docs = HF_DOCS[("piqa", "validation")]
-    with open(d / "piqa" / "valid.jsonl", "w") as f:
-        for doc in piqa_docs:
-            f.write(json.dumps({k: doc[k] for k in ("goal", "sol1", "sol2")}) + "\n")
-    (d / "piqa" / "valid-labels.lst").write_text("".join(f"{doc['label']}\n" for doc in piqa_docs))
-    (d / "sciq").mkdir()
-    (d / "sciq" / "test.json").write_text(json.dumps(HF_DOCS[("sciq", "test")]))
-    for name, want in hub.items():
-        assert tasks.get_task(name).examples(str(d)) == want, name
+    write_original_layout(str(tmp_path))
+    for name in tasks.TASKS:
+        assert tasks.get_task(name).examples(str(tmp_path)) == examples(task_data, name), name
