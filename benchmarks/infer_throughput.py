@@ -6,7 +6,7 @@ measured the same way: warm-up excluded, median of several repetitions; prefill
 is one pass over the prompt batch filling the KV cache, generation is greedy
 decoding of the remaining ``gen - 1`` tokens per row. MLX decodes with
 ``async_eval`` pipelining as ``mlx_lm.generate_step`` does. Then the decode time
-of elmjax is broken down by component (``elmjax.bench.decode_breakdown``).
+of elmjax is broken down by component (``elmjax.bench.decode_profile``).
 
     PYTHONPATH=. python benchmarks/infer_throughput.py [--quick]
 """
@@ -111,7 +111,7 @@ def main():
                   f"{mlx_pre_tps:.0f} tok/s, generation {ours.gen_tok_s:.1f} vs "
                   f"{mlx_gen_tps:.1f} tok/s", flush=True)
             if not args.no_breakdown and b == 1:
-                breakdowns[name] = bench.decode_breakdown(cfg, params, b, p, g, reps=2 * reps + 1)
+                breakdowns[name] = bench.decode_profile(cfg, params, b, p, g, reps=reps)
             del params
     print()
     print("| model | batch | prompt | gen | prefill tok/s elmjax | mlx-lm | ratio "
@@ -121,8 +121,8 @@ def main():
         print(f"| {name} | {b} | {p} | {g} | {op:.0f} | {mp:.0f} | {op / mp:.2f}x "
               f"| {og:.1f} | {mg:.1f} | {og / mg:.2f}x |")
     for name, bd in breakdowns.items():
-        print(f"\nelmjax decode breakdown, {name}, batch 1 (time saved when removed):")
-        print(bench.format_breakdown(bd))
+        print(f"\nelmjax decode time by component, {name}, batch 1 (profiler trace):")
+        print(bd.format())
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ the median reported. Prefill is one forward pass over ``batch x prompt_len``
 tokens filling the KV cache (and choosing the first token); generation is the
 compiled decode loop producing the remaining ``gen_len - 1`` tokens per row.
 
-The decode breakdown times variants of the decode loop with one component
-removed (replaced by the identity, or by zeros for a whole sub-layer) and
-reports the time each removal saves, per step and as a share of the full step.
+The decode breakdown (``decode_profile``) runs the decode loop under
+``jax.profiler`` and assigns every operation of the compiled program to a model
+component (attention, FFN, normalisation, RoPE, LM head, sampling, ...) by the
+name scopes in its HLO metadata.
 
 For training benchmarks, ``compiled_train_step`` builds the sharded state and the
 jitted step of a run config on random tokens, timing its compilation.
@@ -15,9 +16,14 @@ jitted step of a run config on random tokens, timing its compilation.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import glob
+import gzip
+import json
+import os
+import re
 import statistics
+import tempfile
 import time
 from typing import Callable
 
@@ -28,7 +34,6 @@ import numpy as np
 from elmjax.inference import generation as gen_lib
 from elmjax.inference import sampling
 from elmjax.inference.cache import cast_params
-from elmjax.model import layers
 from elmjax.model.openelm import model_section
 
 
@@ -164,107 +169,210 @@ def measure_inference(config, params, batch: int, prompt_len: int, gen_len: int,
     return InferenceThroughput(batch, prompt_len, gen_len, prefill_s, decode_s)
 
 
-def _zero_sublayer(kind):
-    """A Linen module class standing in for Attention / FeedForward that outputs zeros."""
-    import flax.linen as nn
+# --------------------------------------------------------------------------- decode profile
 
-    class Removed(nn.Module):
-        cfg: object
-        a: int = 0
-        b: int = 0
-
-        def __call__(self, x, *args):
-            y = jnp.zeros_like(x)
-            if kind == "attn" and len(args) > 3 and args[3] is not None:
-                return y, args[3]
-            return y
-
-    return Removed
-
-
-@contextlib.contextmanager
-def _patched(obj, name, value):
-    old = getattr(obj, name)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        setattr(obj, name, old)
+# Components of a decode step, in report order. Each HLO instruction is assigned
+# by the name scopes in its ``op_name`` metadata (Flax module names such as
+# ``q_norm`` or ``ffn``, and the ``rope`` / ``attention_core`` / ``kv_cache_write`` /
+# ``sampling`` scopes of elmjax's model and sampler), the first rule that matches.
+DECODE_COMPONENTS = (
+    ("RoPE", ("rope",)),
+    ("q/k RMSNorm", ("q_norm", "k_norm")),
+    ("KV cache writes", ("kv_cache_write",)),
+    ("attention core (QK, softmax, AV)", ("attention_core",)),
+    ("RMSNorm (attn, ffn, final)", ("attn_norm", "ffn_norm", "norm")),
+    ("sampling", ("sampling",)),
+    ("attention projections", ("qkv_proj", "out_proj")),
+    ("FFN", ("ffn",)),
+    ("LM head", ("OpenELM.logits",)),
+    ("embedding", ("OpenELM.embed",)),
+)
+OTHER = "other (residuals, bookkeeping)"
 
 
-def _variants(head_dim):
-    """name -> context manager factory removing that component from the traced model."""
-    def keep_logits_sample(logits, key, sampler):
-        # A token that still depends on the logits (so the LM head is not removed).
-        return (logits[:, 0] > 0).astype(jnp.int32)
+def _hlo_instructions(hlo_text: str) -> tuple[str, dict, dict]:
+    """Parses optimised HLO text: ``(module name, instructions, computations)``.
 
-    return {
-        "normalisation (all RMSNorms)": lambda: _patched(layers, "rms_norm", lambda x, w, eps: x),
-        "q/k RMSNorm": lambda: _patched(
-            layers, "rms_norm",
-            lambda x, w, eps, f=layers.rms_norm: x if x.shape[-1] == head_dim else f(x, w, eps)),
-        "RoPE": lambda: _patched(layers, "apply_rope", lambda x, cos, sin: x),
-        "attention core (QK, softmax, AV)": lambda: _patched(
-            layers, "grouped_attention", lambda q, k, v, mask, impl="xla": q),
-        "attention sub-layer": lambda: _patched(layers, "Attention", _zero_sublayer("attn")),
-        "FFN": lambda: _patched(layers, "FeedForward", _zero_sublayer("ffn")),
-        "sampling": lambda: _patched(gen_lib, "sample", keep_logits_sample),
-    }
+    instructions: name -> dict(kind, op_name, calls, operands, dims);
+    computations: name -> its instruction names in order (the last is the root).
+    """
+    module = re.match(r"HloModule ([\w.\-]+)", hlo_text).group(1)
+    inst, comps, current = {}, {}, None
+    for line in hlo_text.splitlines():
+        head = re.match(r"^(?:ENTRY )?%([\w.\-]+) .*\{$", line)
+        if head:
+            current = head.group(1)
+            comps[current] = []
+            continue
+        m = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = (.+?) ([a-z][\w\-]*)\((.*)$", line)
+        if not m or current is None:
+            continue
+        name, typ, kind, rest = m.groups()
+        op_name = re.search(r'op_name="([^"]*)"', line)
+        calls = re.search(r"calls=%([\w.\-]+)", line)
+        shape = re.match(r"\w+\[([\d,]*)\]", typ)
+        inst[name] = dict(kind=kind, op_name=op_name.group(1) if op_name else "",
+                          calls=calls.group(1) if calls else None,
+                          operands=re.findall(r"%([\w.\-]+)", rest[:rest.find(")")]),
+                          dims=tuple(int(d) for d in shape.group(1).split(",") if d)
+                          if shape else None)
+        comps[current].append(name)
+    return module, inst, comps
 
 
-def decode_breakdown(config, params, batch: int, prompt_len: int, gen_len: int, reps: int = 5,
-                     warmup: int = 1, sampler: sampling.Sampler = sampling.Sampler()) -> dict:
-    """Decode time per step by component, from timing the loop with each component removed.
+def _component_of_scope(op_name: str) -> str | None:
+    if not op_name:
+        return None
+    parts = set(op_name.split("/"))
+    for component, scopes in DECODE_COMPONENTS:
+        if parts.intersection(scopes):
+            return component
+    return OTHER
 
-    Every variant is compiled first; then ``reps`` rounds time each variant once
-    (a ``gen_len - 1`` step decode loop), so slow drifts in machine load hit all
-    variants alike, and the fastest round of each is kept. Returns
-    ``{"full step": ms, component: ms saved, ...}`` plus derived rows:
-    ``attention (projections + core)`` = sub-layer minus its q/k norms and RoPE,
-    and ``other`` = the full step minus attention, FFN, normalisation, RoPE and
-    sampling (embedding, LM head, residuals, cache writes, loop overhead).
-    Removing a component also changes what XLA fuses, so shares are approximate.
+
+class _Attribution:
+    """Assigns each instruction of a compiled decode program to a component.
+
+    Matmuls often lose their metadata in XLA's rewrites; a matmul is then assigned by
+    its weight operand (matched by shape against the parameters), and a matmul with
+    batch dimensions is attention's QK / AV. Fusions without metadata take their
+    root's component; other unnamed instructions that of their first computed operand.
+    """
+
+    def __init__(self, hlo_text: str, params):
+        self.module, self.inst, self.comps = _hlo_instructions(hlo_text)
+        self.weights = {}
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+            comp = _component_of_scope("/".join(
+                "OpenELM.logits" if getattr(k, "key", "") == "token_embeddings"
+                else str(getattr(k, "key", k)) for k in path))
+            self.weights.setdefault(tuple(leaf.shape), set()).add(comp)
+        self._memo = {}
+
+    def _dot(self, i) -> str:
+        for n, o in enumerate(i["operands"]):
+            found = self.weights.get(self.inst.get(o, {}).get("dims"), set())
+            if len(found) == 1:
+                return next(iter(found))
+            if found:  # a weight shape shared by components: the sub-layer feeding it decides
+                other = i["operands"][1 - n] if len(i["operands"]) == 2 else None
+                return self._sublayer(other) or " or ".join(sorted(found))
+        return "attention core (QK, softmax, AV)"
+
+    def _sublayer(self, name, depth: int = 0) -> str | None:
+        """Which weight a matmul fed by ``name`` uses, from the nearest scope producing it:
+        after ``attn_norm`` or inside ``attn`` the attention projections, after
+        ``ffn_norm`` or inside ``ffn`` the FFN's, after the final norm the LM head."""
+        i = self.inst.get(name)
+        if i is None or depth > 8:
+            return None
+        parts = set(i["op_name"].split("/"))
+        for scopes, component in (({"OpenELM.logits"}, "LM head"), ({"ffn", "ffn_norm"}, "FFN"),
+                                  ({"attn", "attn_norm"}, "attention projections")):
+            if parts & scopes:
+                return component
+        if i["op_name"]:
+            return None
+        if i["calls"] in self.comps and self.comps[i["calls"]]:
+            return self._sublayer(self.comps[i["calls"]][-1], depth + 1)
+        return next((f for f in (self._sublayer(o, depth + 1) for o in i["operands"]) if f), None)
+
+    def component(self, name: str, depth: int = 0) -> str:
+        if name in self._memo:
+            return self._memo[name]
+        i = self.inst[name]
+        comp = _component_of_scope(i["op_name"])
+        if comp is None and i["kind"] == "dot":
+            comp = self._dot(i)
+        if comp is None and i["calls"] in self.comps and self.comps[i["calls"]]:
+            comp = self.component(self.comps[i["calls"]][-1], depth + 1)
+        if comp is None and depth < 8:
+            for o in i["operands"]:
+                if o in self.inst and self.inst[o]["kind"] not in (
+                        "parameter", "get-tuple-element", "constant"):
+                    comp = self.component(o, depth + 1)
+                    break
+        self._memo[name] = comp = comp or OTHER
+        return comp
+
+
+@dataclasses.dataclass
+class DecodeProfile:
+    """Decode time by component from a profiler trace (see ``decode_profile``).
+
+    step_ms: wall-clock ms per decode step while tracing; op_ms: per component, ms
+    per step summed over the operations (kernels / thunks) it ran; ops: per
+    component, operations per step. Operations may run concurrently, so the sum of
+    ``op_ms`` can exceed ``step_ms``; shares are of that sum.
+    """
+
+    step_ms: float
+    op_ms: dict
+    ops: dict
+
+    @property
+    def total_ms(self) -> float:
+        return sum(self.op_ms.values())
+
+    def share(self, component: str) -> float:
+        return self.op_ms.get(component, 0.0) / self.total_ms
+
+    def format(self) -> str:
+        rows = [f"{'component':<34} {'ms/step':>8} {'share':>7} {'ops/step':>9}"]
+        order = [c for c, _ in DECODE_COMPONENTS] + [OTHER]
+        for name in order + sorted(set(self.op_ms) - set(order)):
+            if name in self.op_ms:
+                rows.append(f"{name:<34} {self.op_ms[name]:>8.3f} "
+                            f"{100 * self.share(name):>6.1f}% {self.ops[name]:>9.0f}")
+        rows.append(f"{'sum of operations':<34} {self.total_ms:>8.3f} {100.0:>6.1f}%")
+        rows.append(f"{'wall clock per step':<34} {self.step_ms:>8.3f}")
+        return "\n".join(rows)
+
+
+def decode_profile(config, params, batch: int, prompt_len: int, gen_len: int, reps: int = 3,
+                   sampler: sampling.Sampler = sampling.Sampler()) -> DecodeProfile:
+    """Where decode time goes: ``reps`` decode loops of ``gen_len - 1`` steps under
+    ``jax.profiler``, each operation's time assigned to a component (``DECODE_COMPONENTS``).
+
+    This measures the program as it runs, unlike timing variants with a component
+    removed (which changes what XLA fuses and schedules).
     """
     b = _Bench(config, params, batch, prompt_len, gen_len, sampler)
+    loop = b.fresh_loop()
     args = (b.params, b.prefill(), b.budget, b.stop, b.key, b.pad)
-    # A second copy of the unchanged loop: its difference from the first is the
-    # measurement's noise floor on this machine.
-    compiled = {"full step": b.fresh_loop().lower(*args).compile(),
-                "noise floor (unchanged copy)": b.fresh_loop().lower(*args).compile()}
-    for name, patch in _variants(b.m.head_dim).items():
-        with patch():
-            compiled[name] = b.fresh_loop().lower(*args).compile()
-    best = {name: float("inf") for name in compiled}
-    for i in range(warmup + reps):
-        for name, fn in compiled.items():
-            state = jax.block_until_ready(b.prefill())
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(b.params, state, b.budget, b.stop, b.key, b.pad))
-            if i >= warmup:
-                best[name] = min(best[name], time.perf_counter() - t0)
-    ms = {name: 1e3 * t / (gen_len - 1) for name, t in best.items()}
-    full = ms["full step"]
-    out = {"full step": full}
-    out.update({name: full - t for name, t in ms.items() if name != "full step"})
-    out["attention (projections + core)"] = (out["attention sub-layer"] - out["q/k RMSNorm"]
-                                             - out["RoPE"])
-    out["other"] = out["full step"] - sum(out[k] for k in (
-        "attention sub-layer", "FFN", "normalisation (all RMSNorms)", "sampling")) + out[
-        "q/k RMSNorm"]
-    return out
-
-
-def format_breakdown(breakdown: dict) -> str:
-    """A text table of ``decode_breakdown`` output: ms per step and share of the step."""
-    full = breakdown["full step"]
-    rows = [f"{'component':<34} {'ms/step':>8} {'share':>7}"]
-    width = 34
-    for name in ("full step", "attention (projections + core)", "attention core (QK, softmax, AV)",
-                 "FFN", "normalisation (all RMSNorms)", "q/k RMSNorm", "RoPE", "sampling", "other",
-                 "noise floor (unchanged copy)"):
-        v = breakdown[name]
-        rows.append(f"{name:<{width}} {v:>8.3f} {100 * v / full:>6.1f}%")
-    return "\n".join(rows)
+    compiled = loop.lower(*args).compile()
+    attribution = _Attribution(compiled.as_text(), b.params)
+    jax.block_until_ready(compiled(*args))  # warm-up
+    wall = 0.0
+    with tempfile.TemporaryDirectory() as trace_dir:
+        with jax.profiler.trace(trace_dir):
+            for _ in range(reps):
+                state = jax.block_until_ready(b.prefill())
+                t0 = time.perf_counter()
+                jax.block_until_ready(compiled(b.params, state, b.budget, b.stop, b.key, b.pad))
+                wall += time.perf_counter() - t0
+        traces = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)
+        if not traces:
+            raise RuntimeError(f"jax.profiler wrote no trace under {trace_dir}")
+        with gzip.open(traces[0]) as f:
+            events = json.load(f)["traceEvents"]
+    steps = reps * (gen_len - 1)
+    op_us, ops = {}, {}
+    for e in events:
+        a = e.get("args", {})
+        name = a.get("hlo_op")
+        if (e.get("ph") != "X" or a.get("hlo_module") != attribution.module
+                or name not in attribution.inst
+                or attribution.inst[name]["kind"] in ("while", "conditional", "call")):
+            continue  # control-flow ops contain the others; counting them would double
+        comp = attribution.component(name)
+        op_us[comp] = op_us.get(comp, 0.0) + e["dur"]
+        ops[comp] = ops.get(comp, 0) + 1
+    if not op_us:
+        raise RuntimeError(f"the profiler trace has no operations of {attribution.module}; "
+                           f"this backend's trace format is not understood")
+    return DecodeProfile(1e3 * wall / steps, {k: v / 1e3 / steps for k, v in op_us.items()},
+                         {k: v / steps for k, v in ops.items()})
 
 
 def copy_bandwidth(nbytes: int = 1 << 30, reps: int = 10) -> float:

@@ -385,8 +385,9 @@ def cmd_bench_infer(args, overrides):
     print(f"prefill    {r.prefill_tok_s:10.1f} tok/s  ({1e3 * r.prefill_s:.1f} ms)")
     print(f"generation {r.gen_tok_s:10.1f} tok/s  ({r.step_ms:.2f} ms per step)")
     if args.breakdown:
-        print(bench.format_breakdown(bench.decode_breakdown(
-            cfg, params, args.batch, args.prompt_len, args.gen_len, reps=args.reps)))
+        print("decode time by component (jax.profiler trace):")
+        print(bench.decode_profile(cfg, params, args.batch, args.prompt_len, args.gen_len,
+                                   reps=args.reps).format())
     return 0
 
 
@@ -421,7 +422,7 @@ def _add_inference_parsers(sub):
     p.add_argument("--gen-len", type=int, default=64)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--breakdown", action="store_true", help="also time decode by component")
+    p.add_argument("--breakdown", action="store_true", help="also break decode time down by component (profiler trace)")
     p.set_defaults(func=cmd_bench_infer)
 
 

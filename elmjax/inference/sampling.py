@@ -71,6 +71,11 @@ def sample(logits: jax.Array, key: jax.Array, sampler: Sampler) -> jax.Array:
 
     Ties at the top-k / top-p boundary keep every tied token.
     """
+    with jax.named_scope("sampling"):
+        return _sample(logits, key, sampler)
+
+
+def _sample(logits, key, sampler):
     if sampler.greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     return jax.random.categorical(key, filtered_logits(logits, sampler), axis=-1).astype(jnp.int32)

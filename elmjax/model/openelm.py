@@ -51,9 +51,13 @@ class OpenELM(nn.Module):
         return jnp.take(self.token_embeddings, tokens, axis=0).astype(jnp.dtype(self.cfg.dtype))
 
     def logits(self, h):
-        """Final norm and the tied output head; float32 ``[batch, length, vocab]``."""
+        """Final norm and the tied output head; float32 ``[batch, length, vocab]``.
+
+        The head contracts the ``[vocab, embed]`` embedding along ``embed`` in place (no
+        transposed copy of it per call).
+        """
         h = self.norm(h)
-        return matmul(h, self.token_embeddings.T, h.dtype, jnp.float32)
+        return matmul(h, self.token_embeddings, h.dtype, jnp.float32, w_in_axis=1)
 
     def __call__(self, tokens, segment_ids=None, positions=None):
         b, t = tokens.shape

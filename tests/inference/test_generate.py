@@ -26,13 +26,6 @@ def greedy_by_reforwarding(m, params, prompt, n, width=32):
 
 
 @pytest.fixture(scope="module")
-def lm():
-    """(model section, params) of a tiny model with random weights."""
-    m = model_section(tiny_model())
-    return m, elmjax.init_params(m, jax.random.key(0))
-
-
-@pytest.fixture(scope="module")
 def batched(lm):
     m, params = lm
     return elmjax.generate(m, params, PROMPTS, NEW)

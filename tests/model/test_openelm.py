@@ -112,3 +112,27 @@ def test_bfloat16_gradients_follow_float32(model):
         assert b.dtype == jnp.float32
         scale = float(jnp.max(jnp.abs(a))) + 1e-12
         assert float(jnp.max(jnp.abs(a - b))) < 0.05 * scale
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_matmul_against_a_weight_stored_out_by_in(dtype):
+    """``w_in_axis=1`` (the tied head's layout) = ``x @ w.T``, values and gradients."""
+    from elmjax.model.layers import matmul
+
+    kx, kw, kc = jax.random.split(jax.random.key(3), 3)
+    x = jax.random.normal(kx, (2, 5, 24))
+    w = jax.random.normal(kw, (40, 24))  # [out, in]
+    ct = jax.random.normal(kc, (2, 5, 40))
+
+    def loss(fn, x, w):
+        return jnp.sum(fn(x, w) * ct)
+
+    direct = lambda x, w: matmul(x, w, dtype, jnp.float32, w_in_axis=1)
+    transposed = lambda x, w: matmul(x, w.T, dtype, jnp.float32)
+    # Same products, possibly summed in another order by the backend's kernels.
+    np.testing.assert_allclose(direct(x, w), transposed(x, w), rtol=1e-5, atol=1e-5)
+    g_direct = jax.grad(lambda x, w: loss(direct, x, w), argnums=(0, 1))(x, w)
+    g_transposed = jax.grad(lambda x, w: loss(transposed, x, w), argnums=(0, 1))(x, w)
+    for a, b in zip(g_direct, g_transposed):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
