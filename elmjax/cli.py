@@ -312,6 +312,15 @@ def _inference_model(args, overrides):
         params = init_params(cfg, jax.random.key(args.seed))
     if args.dtype:
         cfg.model.dtype = args.dtype
+    else:
+        import jax
+
+        if jax.default_backend() == "cpu" and cfg.model.dtype != "float32":
+            # XLA's CPU matmuls are no faster in 16 bits: measured, OpenELM-270M decodes
+            # 1.3x faster in float32 (BENCHMARKS.md, Inference).
+            print(f"note: computing in float32 on CPU (the model's dtype is {cfg.model.dtype}; "
+                  f"pass --dtype to choose)", file=sys.stderr)
+            cfg.model.dtype = "float32"
     return cfg, params
 
 
@@ -399,7 +408,7 @@ def _add_model_source_args(p, allow_config):
         src.add_argument("--config", help="experiments/NAME.py[:ARG] with random weights")
     p.add_argument("--step", type=int, default=None, help="checkpoint step for --workdir")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
-                   help="compute dtype (default: the model's)")
+                   help="compute dtype (default: the model's; float32 on CPU)")
     p.add_argument("--seed", type=int, default=0)
 
 
