@@ -23,14 +23,14 @@ import statistics
 import time
 
 import jax
-import numpy as np
 
+from elmjax import bench
 from elmjax import config as config_lib
 from elmjax import parallel
 from elmjax.model import peft
 from elmjax.train import optimizer as opt_lib
 from elmjax.train import state as state_lib
-from elmjax.train.step import make_train_step
+from elmjax.train.step import jit_train_step
 from experiments.openelm_270m_lora import peft_preset
 from experiments.openelm_270m_sft import get_config as sft_config
 
@@ -58,15 +58,9 @@ def measure(mode: str, batch: int, seq_len: int, steps: int) -> dict:
     abstract = state_lib.abstract_state(cfg, tx)
     shardings = state_lib.state_shardings(cfg, mesh, tx, abstract)
     bsh = parallel.batch_sharding(mesh, cfg)
-    step = jax.jit(make_train_step(cfg, tx, transform), in_shardings=(shardings, bsh),
-                   out_shardings=(shardings, None), donate_argnums=0)
-    rng = np.random.default_rng(0)
-    tokens = rng.integers(0, cfg.model.vocab_size, (batch, seq_len + 1)).astype(np.int32)
-    local = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
-             "segment_ids": np.ones((batch, seq_len), np.int32),
-             "positions": np.tile(np.arange(seq_len, dtype=np.int32), (batch, 1)),
-             "loss_mask": np.ones((batch, seq_len), np.float32)}
-    batch_arrays = parallel.global_batch(local, bsh)
+    step = jit_train_step(cfg, tx, shardings, bsh, transform)
+    batch_arrays = parallel.global_batch(bench.random_train_batch(cfg.model.vocab_size, batch,
+                                                                  seq_len), bsh)
     t = time.perf_counter()
     compiled = step.lower(jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                        abstract, shardings), batch_arrays).compile()

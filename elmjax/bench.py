@@ -55,7 +55,7 @@ def compiled_train_step(cfg, seed: int = 0):
     """
     from elmjax import parallel
     from elmjax.train import optimizer, state
-    from elmjax.train.step import make_train_step
+    from elmjax.train.step import jit_train_step
 
     mesh = parallel.make_mesh(cfg)
     tx = optimizer.make_optimizer(cfg)
@@ -63,8 +63,7 @@ def compiled_train_step(cfg, seed: int = 0):
     bsh = parallel.batch_sharding(mesh, cfg)
     batch = parallel.global_batch(random_train_batch(
         cfg.model.vocab_size, cfg.train.global_batch_size, cfg.data.seq_len, seed), bsh)
-    fn = jax.jit(make_train_step(cfg, tx), in_shardings=(shardings, bsh),
-                 out_shardings=(shardings, None), donate_argnums=0)
+    fn = jit_train_step(cfg, tx, shardings, bsh)
     t = time.perf_counter()
     compiled = fn.lower(st, batch).compile()
     return compiled, st, batch, time.perf_counter() - t

@@ -90,3 +90,11 @@ def make_eval_step(cfg):
         return {"ce_sum": jnp.sum(ce * mask), "tokens": jnp.sum(mask)}
 
     return eval_step
+
+
+def jit_train_step(cfg, tx: optax.GradientTransformation, shardings, batch_sharding,
+                   param_transform=None):
+    """``make_train_step`` jitted with the state's and the batch's shardings, the state donated."""
+    return jax.jit(make_train_step(cfg, tx, param_transform),
+                   in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None),
+                   donate_argnums=0)

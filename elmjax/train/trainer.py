@@ -26,7 +26,7 @@ from elmjax.data import curriculum
 from elmjax.model import peft
 from elmjax.train import optimizer as opt_lib
 from elmjax.train import state as state_lib
-from elmjax.train.step import make_train_step
+from elmjax.train.step import jit_train_step
 
 # Dense bf16 peak FLOP/s per device, by ``device_kind`` prefix (vendor data sheets).
 PEAK_FLOPS = {
@@ -180,8 +180,7 @@ def train(cfg, workdir: str, *, init_params=None, trainable=None, data=None,
         narrate("initialised a fresh state" + (" from given parameters" if init_params is not None else ""))
 
     batch_sh = parallel.batch_sharding(mesh, cfg)
-    step_fn = jax.jit(make_train_step(cfg, tx, param_transform), in_shardings=(shardings, batch_sh),
-                      out_shardings=(shardings, None), donate_argnums=0)
+    step_fn = jit_train_step(cfg, tx, shardings, batch_sh, param_transform)
     peak, peak_src = peak_flops_per_device(cfg)
     peak_total = peak * jax.device_count()
     narrate(f"MFU against {peak / 1e12:.3g} TFLOP/s per device ({peak_src})")

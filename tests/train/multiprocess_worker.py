@@ -18,7 +18,7 @@ def main():
     if nprocs > 1:
         parallel.initialize_distributed(coordinator, nprocs, pid)
     from elmjax.train import optimizer, state
-    from elmjax.train.step import make_train_step
+    from elmjax.train.step import jit_train_step
     from tests.train.test_step import run_config, synthetic_batch
 
     cfg = run_config()
@@ -27,8 +27,7 @@ def main():
     tx = optimizer.make_optimizer(cfg)
     st, shardings = state.init_state(cfg, mesh, tx, jax.random.key(0))
     bsh = parallel.batch_sharding(mesh, cfg)
-    step = jax.jit(make_train_step(cfg, tx), in_shardings=(shardings, bsh),
-                   out_shardings=(shardings, None), donate_argnums=0)
+    step = jit_train_step(cfg, tx, shardings, bsh)
     losses = []
     for s in range(steps):
         full = synthetic_batch(cfg, s)  # every process knows the global batch; it feeds its rows

@@ -10,7 +10,7 @@ from jax.sharding import PartitionSpec as P
 from elmjax import parallel
 from elmjax.train import optimizer as opt_lib
 from elmjax.train import state as state_lib
-from elmjax.train.step import make_train_step
+from elmjax.train.step import jit_train_step, make_train_step
 from experiments.common import base_config
 from tests.conftest import tiny_model
 
@@ -45,8 +45,7 @@ def run_steps(cfg, mesh, batches):
     tx = opt_lib.make_optimizer(cfg)
     state, shardings = state_lib.init_state(cfg, mesh, tx, jax.random.key(0))
     bsh = parallel.batch_sharding(mesh, cfg)
-    step = jax.jit(make_train_step(cfg, tx), in_shardings=(shardings, bsh),
-                   out_shardings=(shardings, None), donate_argnums=0)
+    step = jit_train_step(cfg, tx, shardings, bsh)
     losses = []
     for b in batches:
         state, m = step(state, parallel.global_batch(b, bsh))
