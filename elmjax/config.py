@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 DTYPES = ("float32", "bfloat16", "float16")
-ATTENTION_IMPLS = ("xla", "cudnn", "einsum")
+ATTENTION_IMPLS = ("auto", "xla", "cudnn", "einsum", "splash")  # elmjax.model.attention
 REMAT_POLICIES = ("none", "full", "save_dots")
 SCHEDULES = ("cosine", "wsd", "constant")
 
@@ -57,7 +57,7 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
             ffn_dims=ml_collections.FieldReference(None, field_type=tuple),
             dtype="float32",  # compute dtype; params stay float32
             param_dtype="float32",
-            attention="xla",
+            attention="auto",  # splash on TPU, xla elsewhere (elmjax.model.attention)
             remat="none",
             init_std=ml_collections.FieldReference(None, field_type=float),
         )

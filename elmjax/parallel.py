@@ -1,14 +1,24 @@
 """Device mesh, logical-axis rules and shardings for parameters, optimizer state and batches.
 
 Mesh axes are ``data``, ``fsdp`` and ``tensor``. Parameters carry logical axis names
-(``embed``, ``qkv``, ``heads``, ``mlp``, ``vocab``, ``norm``); ``mesh.rules`` maps each to
-mesh axes, e.g. ``"batch=data+fsdp,embed=fsdp,vocab=tensor,qkv=tensor,heads=tensor,mlp=tensor"``.
-A dimension that its mesh axes do not divide (OpenELM's per-layer head counts make this
-common under tensor parallelism) is replicated, and each such fallback is logged once.
+(``embed``, ``qkv``, ``heads``, ``mlp``, ``vocab``, ``norm``), and so do activations
+(``batch``, ``length``, ``embed``, ``heads``, ``kv_heads``, ``mlp``, ``vocab``); ``mesh.rules``
+maps each to mesh axes, e.g. ``"batch=data+fsdp,embed=fsdp,vocab=tensor,heads=tensor,..."``.
+Within one array a mesh axis is used once, first come first served, so an activation
+``[batch, length, embed]`` under FSDP is sharded over ``data+fsdp`` on the batch and not
+again on ``embed``. A dimension that its mesh axes do not divide (OpenELM's per-layer head
+counts make this common under tensor parallelism) is replicated, and each such fallback is
+logged once per call that builds shardings (one state, one traced train step).
+
+Activations are constrained through :func:`constrain`, which is a no-op unless the caller
+traces inside :func:`activation_sharding` (the train step does); single-device calls, the
+eval step and decoding see plain arrays.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
 import os
@@ -21,8 +31,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 log = logging.getLogger("elmjax.parallel")
 
 MESH_AXES = ("data", "fsdp", "tensor")
-DEFAULT_RULES = "batch=data+fsdp,embed=fsdp,vocab=tensor,qkv=tensor,heads=tensor,mlp=tensor"
-_logged_fallbacks: set = set()
+DEFAULT_RULES = ("batch=data+fsdp,embed=fsdp,vocab=tensor,qkv=tensor,heads=tensor,"
+                 "kv_heads=tensor,mlp=tensor")
 
 
 def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
@@ -83,8 +93,13 @@ def rules_of(cfg) -> dict[str, tuple[str, ...]]:
     return parse_rules(cfg.mesh.get("rules", DEFAULT_RULES))
 
 
-def spec_for(shape, logical: P | None, rules, mesh: Mesh, what: str = "") -> P:
-    """Maps a logical ``PartitionSpec`` to mesh axes, replicating dims the axes don't divide."""
+def spec_for(shape, logical: P | None, rules, mesh: Mesh, what: str = "",
+             logged: set | None = None) -> P:
+    """Maps a logical ``PartitionSpec`` to mesh axes, replicating dims the axes don't divide.
+
+    Each replication fallback is logged once per ``logged`` set (the caller's; ``None``:
+    log every time).
+    """
     if logical is None:
         return P()
     out = []
@@ -93,9 +108,10 @@ def spec_for(shape, logical: P | None, rules, mesh: Mesh, what: str = "") -> P:
         axes = tuple(a for a in rules.get(name, ()) if mesh.shape[a] > 1 and a not in used)
         size = math.prod(mesh.shape[a] for a in axes)
         if axes and dim % size:
-            key = (name, dim, axes)
-            if key not in _logged_fallbacks:
-                _logged_fallbacks.add(key)
+            key = (what, name, dim, axes)
+            if logged is None or key not in logged:
+                if logged is not None:
+                    logged.add(key)
                 log.warning("replicating %s dim %s=%d: not divisible by mesh axes %s (size %d)",
                             what or "an array", name, dim, "+".join(axes), size)
             axes = ()
@@ -105,9 +121,12 @@ def spec_for(shape, logical: P | None, rules, mesh: Mesh, what: str = "") -> P:
 
 
 def tree_shardings(mesh: Mesh, abstract_tree, logical_tree, rules) -> object:
-    """NamedShardings for a tree of arrays/ShapeDtypeStructs given its logical specs."""
+    """NamedShardings for a tree of arrays/ShapeDtypeStructs given its logical specs
+    (each replication fallback logged once per call)."""
+    logged: set = set()
     return jax.tree.map(
-        lambda x, spec: NamedSharding(mesh, spec_for(x.shape, spec, rules, mesh)),
+        lambda x, spec: NamedSharding(mesh, spec_for(x.shape, spec, rules, mesh, "a parameter",
+                                                     logged)),
         abstract_tree, logical_tree, is_leaf=lambda x: isinstance(x, P) or x is None)
 
 
@@ -121,6 +140,55 @@ def opt_state_shardings(tx, mesh: Mesh, abstract_opt_state, param_shardings):
         transform_non_params=lambda _: replicated, is_leaf=masked)
     return jax.tree.map(lambda s: replicated if s is None else s, shardings,
                         is_leaf=lambda x: x is None or isinstance(x, NamedSharding))
+
+
+class ActivationSharding:
+    """Maps activation logical names to shardings on one mesh; logs each fallback once."""
+
+    def __init__(self, mesh: Mesh, rules: dict[str, tuple[str, ...]]):
+        self.mesh, self.rules, self._logged = mesh, rules, set()
+
+    def spec(self, shape, names: tuple) -> P:
+        """The mesh ``PartitionSpec`` of an activation of ``shape`` with logical ``names``."""
+        return spec_for(shape, P(*names), self.rules, self.mesh, "an activation", self._logged)
+
+    def divides(self, name: str, size: int) -> bool:
+        """Whether a dimension ``size`` named ``name`` is split over more than one device."""
+        axes = [a for a in self.rules.get(name, ()) if self.mesh.shape[a] > 1]
+        n = math.prod(self.mesh.shape[a] for a in axes)
+        return n > 1 and size % n == 0
+
+    def constrain(self, x: jax.Array, names: tuple) -> jax.Array:
+        return jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, self.spec(x.shape, names)))
+
+
+_ACTIVE: contextvars.ContextVar[ActivationSharding | None] = contextvars.ContextVar(
+    "elmjax_activation_sharding", default=None)
+
+
+@contextlib.contextmanager
+def activation_sharding(sharding: ActivationSharding):
+    """Within this context, :func:`constrain` pins activations to ``sharding``'s mesh.
+
+    Use it around the code a ``jax.jit`` traces (the context is read at trace time).
+    """
+    token = _ACTIVE.set(sharding)
+    try:
+        yield sharding
+    finally:
+        _ACTIVE.reset(token)
+
+
+def active_sharding() -> ActivationSharding | None:
+    """The :class:`ActivationSharding` being traced under, or ``None`` (no mesh)."""
+    return _ACTIVE.get()
+
+
+def constrain(x: jax.Array, names: tuple) -> jax.Array:
+    """``x`` with a sharding constraint from logical ``names`` (one per dimension, ``None``
+    for an unnamed one); ``x`` unchanged outside :func:`activation_sharding`."""
+    ctx = _ACTIVE.get()
+    return x if ctx is None else ctx.constrain(x, names)
 
 
 def batch_sharding(mesh: Mesh, cfg, ndim: int = 2) -> NamedSharding:

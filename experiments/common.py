@@ -62,6 +62,9 @@ def base_config():
     c.train.steps = 350_000
     c.train.global_batch_size = 2048
     c.train.microbatches = 1
+    # Tokens per row whose float32 logits exist at once in the loss (0: whole rows); see
+    # elmjax.train.step.token_losses.
+    c.train.loss_chunk = 0
     c.train.seed = 0
     c.train.z_loss = 1e-4
     c.train.max_nonfinite_in_a_row = 5

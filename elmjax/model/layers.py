@@ -5,6 +5,12 @@ Every parameter carries logical axis names (``embed``, ``qkv``, ``heads``,
 Matmuls accumulate in float32 (``preferred_element_type``) and return the
 compute dtype; norms, RoPE and softmax run in float32.
 
+Activations carry logical names too (``batch``, ``length``, ``embed``, ``heads``,
+``kv_heads``, ``mlp``): each block constrains its output, the attention's queries,
+keys/values and result, and the FFN's hidden units through ``parallel.constrain`` (a no-op
+without an active activation sharding). Query/kv heads are sharded only where the layer's
+kv heads divide their mesh axes, so a query head and its kv head stay on one device.
+
 ``Attention`` and ``Block`` optionally take a per-layer KV cache (keys and values
 ``[batch, cache_len, kv_heads, head_dim]``) and a write slot; they then write the
 new keys/values into it, attend over the whole cache and also return the
@@ -21,7 +27,24 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from elmjax import parallel
+from elmjax.model import attention
+
 Dtype = Any
+
+
+EMBED_NAMES = ("batch", "length", "embed")
+MLP_NAMES = ("batch", "length", "mlp")
+
+
+def _head_names(num_kv_heads: int) -> tuple[tuple, tuple]:
+    """Logical names of ``[batch, length, heads, head_dim]`` queries and keys/values: heads
+    sharded where the layer's kv heads divide their mesh axes, else replicated (logged once
+    by the kv-heads constraint)."""
+    ctx = parallel.active_sharding()
+    split = ctx is not None and ctx.divides("kv_heads", num_kv_heads)
+    return (("batch", "length", "heads" if split else None, None),
+            ("batch", "length", "kv_heads", None))
 
 
 def normal_init(std: float, names: tuple):
@@ -174,29 +197,19 @@ def cache_attention_mask(kv_valid: jax.Array, cache_index: jax.Array, q_len: int
     return mask[:, None]
 
 
-def grouped_attention(q, k, v, mask, impl: str = "xla"):
+def grouped_attention(q, k, v, mask, impl: str = "xla", segment_ids=None):
     """Grouped-query attention without materialising repeated keys/values.
 
     q: ``[batch, q_len, q_heads, head_dim]``; k, v: ``[batch, kv_len, kv_heads, head_dim]``;
-    mask: boolean ``[batch, 1, q_len, kv_len]``. Query head ``h`` attends with kv head
-    ``h // (q_heads // kv_heads)``. Returns ``[batch, q_len, q_heads, head_dim]``.
+    mask: boolean ``[batch, 1, q_len, kv_len]`` for ``xla``/``cudnn``/``einsum``; ``splash``
+    takes ``mask=None`` and int ``segment_ids`` ``[batch, length]`` instead (causal within
+    segments). Query head ``h`` attends with kv head ``h // (q_heads // kv_heads)``.
+    Returns ``[batch, q_len, q_heads, head_dim]``.
     """
     with jax.named_scope("attention_core"):
-        return _grouped_attention(q, k, v, mask, impl)
-
-
-def _grouped_attention(q, k, v, mask, impl):
-    if impl in ("xla", "cudnn"):
-        return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
-    b, t, nq, hd = q.shape
-    nkv = k.shape[2]
-    qg = q.reshape(b, t, nkv, nq // nkv, hd)
-    scores = jnp.einsum("btkgh,bskh->bkgts", qg, k, preferred_element_type=jnp.float32)
-    scores = scores * (hd ** -0.5)
-    scores = jnp.where(mask[:, :, None], scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgts,bskh->btkgh", probs, v, preferred_element_type=jnp.float32)
-    return out.reshape(b, t, nq, hd).astype(q.dtype)
+        if impl == "splash":
+            return attention.splash_attention(q, k, v, segment_ids)
+        return attention.dense_attention(q, k, v, mask, impl)
 
 
 class Attention(nn.Module):
@@ -207,11 +220,12 @@ class Attention(nn.Module):
     num_kv_heads: int
 
     @nn.compact
-    def __call__(self, x, cos, sin, mask, kv_cache=None, cache_index=None):
+    def __call__(self, x, cos, sin, mask, kv_cache=None, cache_index=None, segment_ids=None):
         """x: ``[batch, length, model_dim]`` -> ``[batch, length, model_dim]``.
 
         cos, sin: ``[batch, length, head_dim // 2]``. Without ``kv_cache``, mask is
-        ``[batch, 1, length, length]``. With ``kv_cache = (k, v)``, each
+        ``[batch, 1, length, length]``, or ``None`` with int ``segment_ids``
+        ``[batch, length]`` for ``splash``. With ``kv_cache = (k, v)``, each
         ``[batch, cache_len, kv_heads, head_dim]``, the new keys/values are written at
         slots ``cache_index + [0, length)`` (int32 scalar), mask is
         ``[batch, 1, length, cache_len]`` over cache slots, and the result is
@@ -226,6 +240,9 @@ class Attention(nn.Module):
                      name="qkv_proj")(x)
         qkv = qkv.reshape(b, t, nq + 2 * nkv, hd)
         q, k, v = qkv[:, :, :nq], qkv[:, :, nq:nq + nkv], qkv[:, :, nq + nkv:]
+        q_names, kv_names = _head_names(nkv)
+        q = parallel.constrain(q, q_names)
+        k, v = parallel.constrain(k, kv_names), parallel.constrain(v, kv_names)
         if cfg.normalize_qk:
             q = RMSNorm(cfg.norm_eps, pdtype, name="q_norm")(q)
             k = RMSNorm(cfg.norm_eps, pdtype, name="k_norm")(k)
@@ -237,10 +254,13 @@ class Attention(nn.Module):
                 k = lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
                 v = lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
             kv_cache = (k, v)
-        out = grouped_attention(q, k, v, mask, cfg.attention)
+        impl = attention.resolve(cfg.attention, t, cached=kv_cache is not None)
+        out = grouped_attention(q, k, v, mask, impl, segment_ids)
+        out = parallel.constrain(out, q_names)
         out_std = std * (2 * cfg.num_layers) ** -0.5
         y = Linear(cfg.model_dim, out_std, ("heads", "embed"), dtype, pdtype,
                    name="out_proj")(out.reshape(b, t, nq * hd))
+        y = parallel.constrain(y, EMBED_NAMES)
         return y if kv_cache is None else (y, kv_cache)
 
 
@@ -257,9 +277,12 @@ class FeedForward(nn.Module):
         std = cfg.init_std or cfg.model_dim ** -0.5
         h = Linear(2 * self.ffn_dim, std, ("embed", "mlp"), dtype, pdtype, name="proj_1")(x)
         gate, up = jnp.split(h, 2, axis=-1)
+        gate, up = parallel.constrain(gate, MLP_NAMES), parallel.constrain(up, MLP_NAMES)
         h = (jax.nn.silu(gate.astype(jnp.float32)) * up.astype(jnp.float32)).astype(dtype)
+        h = parallel.constrain(h, MLP_NAMES)
         out_std = std * (2 * cfg.num_layers) ** -0.5
-        return Linear(cfg.model_dim, out_std, ("mlp", "embed"), dtype, pdtype, name="proj_2")(h)
+        y = Linear(cfg.model_dim, out_std, ("mlp", "embed"), dtype, pdtype, name="proj_2")(h)
+        return parallel.constrain(y, EMBED_NAMES)
 
 
 class Block(nn.Module):
@@ -271,20 +294,22 @@ class Block(nn.Module):
     ffn_dim: int
 
     @nn.compact
-    def __call__(self, x, cos, sin, mask, kv_cache=None, cache_index=None):
+    def __call__(self, x, cos, sin, mask, kv_cache=None, cache_index=None, segment_ids=None):
         """x: ``[batch, length, model_dim]`` -> same shape (and the updated cache if given).
 
-        See ``Attention`` for ``cos``/``sin``/``mask``/``kv_cache``/``cache_index``.
+        See ``Attention`` for ``cos``/``sin``/``mask``/``kv_cache``/``cache_index``/
+        ``segment_ids``.
         """
         cfg = self.cfg
         pdtype = jnp.dtype(cfg.param_dtype)
         attn = Attention(cfg, self.num_query_heads, self.num_kv_heads, name="attn")
         a = RMSNorm(cfg.norm_eps, pdtype, name="attn_norm")(x)
         if kv_cache is None:
-            a = attn(a, cos, sin, mask)
+            a = attn(a, cos, sin, mask, segment_ids=segment_ids)
         else:
             a, kv_cache = attn(a, cos, sin, mask, kv_cache, cache_index)
-        h = x + a
+        h = parallel.constrain(x + a, EMBED_NAMES)
         y = h + FeedForward(cfg, self.ffn_dim, name="ffn")(
             RMSNorm(cfg.norm_eps, pdtype, name="ffn_norm")(h))
+        y = parallel.constrain(y, EMBED_NAMES)
         return y if kv_cache is None else (y, kv_cache)

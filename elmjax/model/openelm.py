@@ -13,9 +13,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from elmjax import parallel
 from elmjax.config import layer_schedule
-from elmjax.model.layers import (Block, RMSNorm, attention_mask, cache_attention_mask, matmul,
-                                 normal_init, rope_angles)
+from elmjax.model import attention
+from elmjax.model.layers import (EMBED_NAMES, Block, RMSNorm, attention_mask, cache_attention_mask,
+                                 matmul, normal_init, rope_angles)
 
 _REMAT_POLICIES = {
     "full": None,  # save nothing inside a block
@@ -48,7 +50,15 @@ class OpenELM(nn.Module):
         self.norm = RMSNorm(cfg.norm_eps, jnp.dtype(cfg.param_dtype))
 
     def embed(self, tokens):
-        return jnp.take(self.token_embeddings, tokens, axis=0).astype(jnp.dtype(self.cfg.dtype))
+        """Token embeddings ``[batch, length, model_dim]`` in the compute dtype.
+
+        Under an activation sharding the (compute-dtype) table is gathered whole first: a
+        lookup in a vocab-sharded table would otherwise build full-batch partial sums and
+        all-reduce them.
+        """
+        table = self.token_embeddings.astype(jnp.dtype(self.cfg.dtype))
+        table = parallel.constrain(table, (None, None))
+        return parallel.constrain(jnp.take(table, tokens, axis=0), EMBED_NAMES)
 
     def logits(self, h):
         """Final norm and the tied output head; float32 ``[batch, length, vocab]``.
@@ -56,10 +66,19 @@ class OpenELM(nn.Module):
         The head contracts the ``[vocab, embed]`` embedding along ``embed`` in place (no
         transposed copy of it per call).
         """
-        h = self.norm(h)
-        return matmul(h, self.token_embeddings, h.dtype, jnp.float32, w_in_axis=1)
+        return self.head(self.norm(h))
+
+    def head(self, h):
+        """The tied output head alone: normed ``[..., embed]`` -> float32 ``[..., vocab]``."""
+        y = matmul(h, self.token_embeddings, h.dtype, jnp.float32, w_in_axis=1)
+        return parallel.constrain(y, ("batch", "length", "vocab")) if y.ndim == 3 else y
 
     def __call__(self, tokens, segment_ids=None, positions=None):
+        """Logits float32 ``[batch, length, vocab]``; see :func:`forward`."""
+        return self.logits(self.hidden(tokens, segment_ids, positions))
+
+    def hidden(self, tokens, segment_ids=None, positions=None):
+        """The last block's output ``[batch, length, model_dim]`` (before the final norm)."""
         b, t = tokens.shape
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
@@ -67,12 +86,15 @@ class OpenELM(nn.Module):
             segment_ids = jnp.ones((b, t), jnp.int32)
         cos, sin = rope_angles(positions, self.cfg.head_dim, self.cfg.rope_freq_constant)
         # Causality by index within the row; segments keep packed documents apart.
-        idx = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
-        mask = attention_mask(segment_ids, segment_ids, idx, idx)
+        # (splash applies the same rule inside the kernel, from the segment ids).
+        mask = None
+        if attention.resolve(self.cfg.attention, t) != "splash":
+            idx = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+            mask = attention_mask(segment_ids, segment_ids, idx, idx)
         h = self.embed(tokens)
         for layer in self.layers:
-            h = layer(h, cos, sin, mask)
-        return self.logits(h)
+            h = layer(h, cos, sin, mask, None, None, segment_ids)
+        return h
 
     def decode(self, tokens, positions, token_valid, kv_caches, kv_valid, cache_index,
                all_logits=False):
@@ -131,3 +153,16 @@ def forward(config, params, tokens, segment_ids=None, positions=None) -> jax.Arr
     per document) are optional; by default one document starting at position 0.
     """
     return build(config).apply({"params": params}, tokens, segment_ids, positions)
+
+
+def forward_hidden(config, params, tokens, segment_ids=None, positions=None) -> jax.Array:
+    """Final-normed hidden states ``[batch, length, model_dim]`` (compute dtype): the input
+    of the output head (see :func:`head`); arguments as in :func:`forward`."""
+    module = build(config)
+    h = module.apply({"params": params}, tokens, segment_ids, positions, method=OpenELM.hidden)
+    return module.apply({"params": params}, h, method=lambda m, x: m.norm(x))
+
+
+def head(config, params, h) -> jax.Array:
+    """The tied output head: normed ``[..., model_dim]`` -> float32 logits ``[..., vocab]``."""
+    return build(config).apply({"params": params}, h, method=OpenELM.head)

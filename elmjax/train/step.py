@@ -11,14 +11,53 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from elmjax.model.openelm import forward
+from elmjax import parallel
+from elmjax.model.openelm import forward, forward_hidden, head
+
+
+def _logz_and_target(logits, targets):
+    """logsumexp ``[...]`` and the target's logit ``[...]`` of float32 ``[..., vocab]`` logits."""
+    logz = jax.nn.logsumexp(logits, axis=-1)
+    return logz, jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+
+
+def loss_chunk(cfg, length: int) -> int:
+    """Tokens per row whose logits exist at once: ``train.loss_chunk`` (0: the whole row)."""
+    chunk = int(cfg.train.get("loss_chunk", 0)) if "train" in cfg else 0
+    if not 0 < chunk < length:
+        return length
+    if length % chunk:
+        raise ValueError(f"config key 'train.loss_chunk': {chunk} does not divide the sequence "
+                         f"length {length}; use a divisor of it (or 0 for whole rows)")
+    return chunk
 
 
 def token_losses(cfg, params, batch, z_loss: float = 0.0):
-    """Per-token cross-entropy (+ z-loss) in float32 ``[batch, length]``, and the logsumexp."""
-    logits = forward(cfg, params, batch["inputs"], batch["segment_ids"], batch["positions"])
-    logz = jax.nn.logsumexp(logits, axis=-1)
-    target_logit = jnp.take_along_axis(logits, batch["targets"][..., None], axis=-1)[..., 0]
+    """Per-token cross-entropy (+ z-loss) in float32 ``[batch, length]``, and the cross-entropy.
+
+    With ``train.loss_chunk`` = c (dividing the length), the output head and the
+    logsumexp run over length slices of c tokens in a ``lax.scan`` whose body is
+    rematerialised, so float32 logits ``[batch, c, vocab]`` exist at a time instead of
+    ``[batch, length, vocab]`` (forward and backward); the cost is one more head matmul.
+    """
+    inputs, targets = batch["inputs"], batch["targets"]
+    b, t = inputs.shape
+    c = loss_chunk(cfg, t)
+    if c == t:
+        logits = forward(cfg, params, inputs, batch["segment_ids"], batch["positions"])
+        logz, target_logit = _logz_and_target(logits, targets)
+    else:
+        h = forward_hidden(cfg, params, inputs, batch["segment_ids"], batch["positions"])
+        n = t // c
+        hs = h.reshape(b, n, c, h.shape[-1]).swapaxes(0, 1)  # [n, batch, c, embed]
+        ts = targets.reshape(b, n, c).swapaxes(0, 1)
+
+        @jax.checkpoint
+        def piece(h_c, t_c):
+            return _logz_and_target(head(cfg, params, h_c), t_c)
+
+        _, (logz, target_logit) = jax.lax.scan(lambda _, x: (None, piece(*x)), None, (hs, ts))
+        logz, target_logit = (a.swapaxes(0, 1).reshape(b, t) for a in (logz, target_logit))
     ce = logz - target_logit
     return ce + z_loss * jnp.square(logz), ce
 
@@ -94,7 +133,18 @@ def make_eval_step(cfg):
 
 def jit_train_step(cfg, tx: optax.GradientTransformation, shardings, batch_sharding,
                    param_transform=None):
-    """``make_train_step`` jitted with the state's and the batch's shardings, the state donated."""
-    return jax.jit(make_train_step(cfg, tx, param_transform),
+    """``make_train_step`` jitted with the state's and the batch's shardings, the state donated.
+
+    The step is traced under the batch mesh's activation sharding (``mesh.rules``), so the
+    model's activations are constrained too (see ``elmjax.parallel.constrain``).
+    """
+    step = make_train_step(cfg, tx, param_transform)
+    acts = parallel.ActivationSharding(batch_sharding.mesh, parallel.rules_of(cfg))
+
+    def sharded_step(state, batch):
+        with parallel.activation_sharding(acts):
+            return step(state, batch)
+
+    return jax.jit(sharded_step,
                    in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None),
                    donate_argnums=0)
