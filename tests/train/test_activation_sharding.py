@@ -14,12 +14,12 @@ from tests.train.test_step import run_config, synthetic_batch
 
 # A global batch whose per-device and partially sharded sizes (3, 6, 12, 24) differ from
 # every head count and head size of run_config's model (1, 2, 4, 16): leading dims then
-# tell activations apart.
-B, T = 24, 16
+# tell activations apart. The vocabulary (160) is no layer's FFN width either.
+B, T, V = 24, 16, 160
 
 
 def config(data, fsdp, tensor):
-    cfg = run_config()
+    cfg = run_config(vocab_size=V)
     cfg.train.global_batch_size = B
     cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor = data, fsdp, tensor
     return cfg
@@ -58,8 +58,7 @@ def fsdp_hlo():
 
 def test_fsdp_keeps_every_activation_and_the_logits_batch_sharded(fsdp_hlo):
     shapes = activation_shapes(fsdp_hlo)
-    vocab = run_config().model.vocab_size
-    assert (B // 8, T, vocab) in shapes  # logits: the global batch over data*fsdp = 8
+    assert (B // 8, T, V) in shapes  # logits: the global batch over data*fsdp = 8
     assert (B // 8, T, 64) in shapes  # block outputs [batch, length, embed]
     assert {s[0] for s in shapes} == {B // 8}, sorted(shapes)  # nothing less sharded
 
@@ -69,9 +68,8 @@ def test_tensor_parallel_shards_heads_and_ffn_where_they_divide(caplog):
     with caplog.at_level("WARNING", logger="elmjax.parallel"):
         _, hlo = compiled_step(cfg)
     shapes = activation_shapes(hlo)
-    vocab = run_config().model.vocab_size
     assert max(s[0] for s in shapes) == B // 4, sorted(shapes)  # nothing less sharded
-    assert (B // 4, T, vocab // 2) in shapes  # logits: vocab over tensor
+    assert (B // 4, T, V // 2) in shapes  # logits: vocab over tensor
     # Layer 1 has 4 query / 2 kv heads of 16: one kv head per device, 2 query heads.
     assert (B // 4, T, 2, 16) in shapes and (B // 4, T, 1, 16) in shapes
     # Layer 0's single kv head cannot be split over tensor=2: replicated, logged once.
@@ -98,5 +96,4 @@ def test_chunked_loss_equals_whole_rows_and_bounds_the_logits():
     chunked_cfg = config(1, 8, 1)
     chunked_cfg.train.loss_chunk = 4
     _, hlo = compiled_step(chunked_cfg)
-    vocab = cfg.model.vocab_size
-    assert f"f32[3,4,{vocab}]" in hlo and f"f32[3,{T},{vocab}]" not in hlo
+    assert f"f32[3,4,{V}]" in hlo and f"f32[3,{T},{V}]" not in hlo
