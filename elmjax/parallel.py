@@ -7,8 +7,9 @@ maps each to mesh axes, e.g. ``"batch=data+fsdp,embed=fsdp,vocab=tensor,heads=te
 Within one array a mesh axis is used once, first come first served, so an activation
 ``[batch, length, embed]`` under FSDP is sharded over ``data+fsdp`` on the batch and not
 again on ``embed``. A dimension that its mesh axes do not divide (OpenELM's per-layer head
-counts make this common under tensor parallelism) is replicated, and each such fallback is
-logged once per call that builds shardings (one state, one traced train step).
+counts make this common under tensor parallelism) is replicated; ``tree_shardings`` logs
+each distinct fallback once per call (not once per array), an ``ActivationSharding`` once
+per instance (one per jitted train step), and nothing is remembered between calls.
 
 Activations are constrained through :func:`constrain`, which is a no-op unless the caller
 traces inside :func:`activation_sharding` (the train step does); single-device calls, the
@@ -17,11 +18,13 @@ eval step and decoding see plain arrays.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import logging
 import math
 import os
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -33,6 +36,16 @@ log = logging.getLogger("elmjax.parallel")
 MESH_AXES = ("data", "fsdp", "tensor")
 DEFAULT_RULES = ("batch=data+fsdp,embed=fsdp,vocab=tensor,qkv=tensor,heads=tensor,"
                  "kv_heads=tensor,mlp=tensor")
+
+
+class Fallback(NamedTuple):
+    """A logical dimension left replicated: ``dim`` (its size) is not divisible by the
+    product ``size`` of the mesh ``axes`` its logical ``name`` maps to."""
+
+    name: str
+    dim: int
+    axes: tuple
+    size: int
 
 
 def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
@@ -93,12 +106,10 @@ def rules_of(cfg) -> dict[str, tuple[str, ...]]:
     return parse_rules(cfg.mesh.get("rules", DEFAULT_RULES))
 
 
-def spec_for(shape, logical: P | None, rules, mesh: Mesh, what: str = "",
-             logged: set | None = None) -> P:
+def spec_for(shape, logical: P | None, rules, mesh: Mesh, fallbacks: list | None = None) -> P:
     """Maps a logical ``PartitionSpec`` to mesh axes, replicating dims the axes don't divide.
 
-    Each replication fallback is logged once per ``logged`` set (the caller's; ``None``:
-    log every time).
+    Each such dimension is appended to ``fallbacks`` (a ``Fallback``) when a list is given.
     """
     if logical is None:
         return P()
@@ -108,12 +119,8 @@ def spec_for(shape, logical: P | None, rules, mesh: Mesh, what: str = "",
         axes = tuple(a for a in rules.get(name, ()) if mesh.shape[a] > 1 and a not in used)
         size = math.prod(mesh.shape[a] for a in axes)
         if axes and dim % size:
-            key = (what, name, dim, axes)
-            if logged is None or key not in logged:
-                if logged is not None:
-                    logged.add(key)
-                log.warning("replicating %s dim %s=%d: not divisible by mesh axes %s (size %d)",
-                            what or "an array", name, dim, "+".join(axes), size)
+            if fallbacks is not None:
+                fallbacks.append(Fallback(name, dim, axes, size))
             axes = ()
         used.update(axes)
         out.append(axes[0] if len(axes) == 1 else (axes or None))
@@ -121,13 +128,19 @@ def spec_for(shape, logical: P | None, rules, mesh: Mesh, what: str = "",
 
 
 def tree_shardings(mesh: Mesh, abstract_tree, logical_tree, rules) -> object:
-    """NamedShardings for a tree of arrays/ShapeDtypeStructs given its logical specs
-    (each replication fallback logged once per call)."""
-    logged: set = set()
-    return jax.tree.map(
-        lambda x, spec: NamedSharding(mesh, spec_for(x.shape, spec, rules, mesh, "a parameter",
-                                                     logged)),
+    """NamedShardings for a tree of arrays/ShapeDtypeStructs given its logical specs.
+
+    Dimensions replicated because their mesh axes do not divide them are logged as one
+    warning per distinct ``Fallback`` of this call, with the number of arrays it affects.
+    """
+    fallbacks: list = []
+    shardings = jax.tree.map(
+        lambda x, spec: NamedSharding(mesh, spec_for(x.shape, spec, rules, mesh, fallbacks)),
         abstract_tree, logical_tree, is_leaf=lambda x: isinstance(x, P) or x is None)
+    for f, count in collections.Counter(fallbacks).items():
+        log.warning("replicating dim %s=%d of %d array(s): not divisible by mesh axes %s "
+                    "(size %d)", f.name, f.dim, count, "+".join(f.axes), f.size)
+    return shardings
 
 
 def opt_state_shardings(tx, mesh: Mesh, abstract_opt_state, param_shardings):
@@ -150,7 +163,14 @@ class ActivationSharding:
 
     def spec(self, shape, names: tuple) -> P:
         """The mesh ``PartitionSpec`` of an activation of ``shape`` with logical ``names``."""
-        return spec_for(shape, P(*names), self.rules, self.mesh, "an activation", self._logged)
+        fallbacks: list = []
+        spec = spec_for(shape, P(*names), self.rules, self.mesh, fallbacks)
+        for f in fallbacks:
+            if f not in self._logged:
+                self._logged.add(f)
+                log.warning("replicating an activation dim %s=%d: not divisible by mesh axes %s "
+                            "(size %d)", f.name, f.dim, "+".join(f.axes), f.size)
+        return spec
 
     def divides(self, name: str, size: int) -> bool:
         """Whether a dimension ``size`` named ``name`` is split over more than one device."""
