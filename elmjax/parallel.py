@@ -81,12 +81,23 @@ def mesh_shape(mesh_cfg, num_devices: int) -> tuple[int, int, int]:
 
 
 def make_mesh(cfg, devices=None) -> Mesh:
-    """The ``(data, fsdp, tensor)`` mesh over all (or the given) devices."""
+    """The ``(data, fsdp, tensor)`` mesh over all (or the given) devices, laid out by
+    ``jax.make_mesh`` along the physical interconnect; over several TPU slices the
+    ``data`` axis spans the slices."""
     auto = (jax.sharding.AxisType.Auto,) * 3
-    if devices is None:
-        return jax.make_mesh(mesh_shape(cfg.mesh, jax.device_count()), MESH_AXES, axis_types=auto)
+    devices = jax.devices() if devices is None else list(devices)
     shape = mesh_shape(cfg.mesh, len(devices))
-    return Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=auto)
+    slices = len({getattr(d, "slice_index", 0) for d in devices})
+    if slices > 1:  # multislice: the data axis spans slices (DCN), the rest stays in a slice
+        if shape[0] % slices:
+            raise ValueError(f"mesh: mesh.data={shape[0]} must be a multiple of the "
+                             f"{slices} slices (data parallelism runs across slices)")
+        from jax.experimental import mesh_utils
+
+        ici = (shape[0] // slices, shape[1], shape[2])
+        grid = mesh_utils.create_hybrid_device_mesh(ici, (slices, 1, 1), devices)
+        return Mesh(grid, MESH_AXES, axis_types=auto)
+    return jax.make_mesh(shape, MESH_AXES, axis_types=auto, devices=devices)
 
 
 def parse_rules(rules: str) -> dict[str, tuple[str, ...]]:

@@ -1,0 +1,118 @@
+"""``elmjax plan``: Cloud TPU names, collective accounting, and compiles for a TPU topology.
+
+The compile tests need libtpu (the ``tpu`` extra) and skip cleanly without it.
+"""
+
+import importlib.util
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from elmjax import config, plan
+
+HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
+needs_libtpu = pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu not installed (pip install -e '.[tpu]')")
+
+# Google's published slice shapes (Cloud TPU docs: v5p and v4 count TensorCores, two per
+# chip; v5e/v6e count chips).
+GOOGLE = [("v5p-8", "v5p:2x2x1", 4), ("v5p-16", "v5p:2x2x2", 8), ("v5p-128", "v5p:4x4x4", 64),
+          ("v5p-1024", "v5p:8x8x8", 512), ("v4-32", "v4:2x2x4", 16), ("v4-256", "v4:4x4x8", 128),
+          ("v5e-8", "v5e:2x4", 8), ("v5litepod-16", "v5e:4x4", 16), ("v5e-256", "v5e:16x16", 256),
+          ("v6e-1", "v6e:1x1", 1), ("v6e-64", "v6e:8x8", 64), ("v6e-256", "v6e:16x16", 256)]
+
+
+@pytest.mark.parametrize("name,topology,chips", GOOGLE)
+def test_cloud_names_map_to_libtpu_topologies(name, topology, chips):
+    t = plan.parse_target(name)
+    assert (t.topology, t.chips) == (topology, chips)
+    assert plan.parse_target(name, num_slices=2).chips == 2 * chips
+
+
+@pytest.mark.parametrize("bad", ["v7-8", "v5p-12", "v5p-7", "tpu", "v5e-0"])
+def test_bad_names_are_plan_errors(bad):
+    with pytest.raises(plan.PlanError, match="--topology"):
+        plan.parse_target(bad)
+
+
+def test_collective_bytes_match_the_gathered_array():
+    """An all-gather of a [64, 32] float32 array sharded 8 ways: each device receives 8 KiB."""
+    mesh = Mesh(np.asarray(jax.devices()[:8]), ("x",))
+    x = jax.ShapeDtypeStruct((64, 32), jnp.float32, sharding=NamedSharding(mesh, P("x")))
+    hlo = jax.jit(lambda a: a * 2, out_shardings=NamedSharding(mesh, P())).lower(x).compile().as_text()
+    got = plan.collective_bytes(hlo)
+    assert got["all-gather"] == 64 * 32 * 4
+    assert sum(got.values()) == got["all-gather"]
+
+
+def test_compiler_oom_message_is_parsed():
+    msg = ("RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in memory space "
+           "hbm. E1000: CompileTimeHbmOom: ... required for HLO temporaries (116.12G) exceeds "
+           "available HBM (95.73G)")
+    required, available = plan._oom(msg)
+    assert required == pytest.approx(116.12 * 2 ** 30) and available == pytest.approx(95.73 * 2 ** 30)
+    assert plan._oom("INVALID_ARGUMENT: something else") is None
+
+
+@pytest.mark.skipif(HAS_LIBTPU, reason="checks the message shown without libtpu")
+def test_without_libtpu_the_error_says_how_to_install_it():
+    with pytest.raises(plan.PlanError, match=r"\.\[tpu\]"):
+        plan.target_devices(plan.parse_target("v5p-8"))
+
+
+@pytest.fixture(scope="module")
+def quickstart_plan():
+    """The quickstart (16 x 128 tokens, FSDP) compiled for v5p-8 (4 chips): one compile."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # other libtpu processes may be running
+        cfg = config.load("experiments/quickstart.py")
+        return cfg, *plan.plan_compiled(cfg, plan.parse_target("v5p-8"))
+
+
+@pytest.mark.slow
+@needs_libtpu
+def test_quickstart_plans_on_a_small_tpu_topology(quickstart_plan):
+    cfg, r, _ = quickstart_plan
+    assert r["fits"] and r["chips"] == 4 and r["mesh"] == {"data": 1, "fsdp": 4, "tensor": 1}
+    assert r["attention"] == "splash"
+    tokens = cfg.train.global_batch_size * cfg.data.seq_len
+    assert r["model_flops_per_step"] == config.flops_per_token(cfg.model, cfg.data.seq_len) * tokens
+    assert 0.5 < r["xla_flops_per_step"] / r["model_flops_per_step"] < 3
+    assert r["state_bytes"] < r["per_device_bytes"] < r["hbm_bytes"]
+    # Parameters + Adam moments, float32, sharded 4 ways (plus replicated scalars).
+    params = config.param_count(cfg.model)
+    assert 3 * params * 4 / 4 <= r["state_bytes"] < 3 * params * 4 / 4 * 1.1
+    assert r["estimated_step_s"] > 0 and 0 < r["predicted_mfu"] < 1
+    assert r["collective_bytes"]["all-gather"] > 0  # FSDP gathers parameters
+    text = plan.format_report(r)
+    assert "fits" in text and "compiler's estimate" in text
+
+
+@pytest.mark.slow
+@needs_libtpu
+def test_fsdp_activations_are_batch_sharded_on_the_tpu_topology(quickstart_plan):
+    cfg, _, compiled = quickstart_plan
+    b, t, v = cfg.train.global_batch_size, cfg.data.seq_len, cfg.model.vocab_size
+    hlo = compiled.as_text()
+    assert f"f32[{b // 4},{t},{v}]" in hlo  # logits: batch over the 4 chips
+    leading = {int(m.group(1)) for m in re.finditer(rf"(?:f32|bf16)\[(\d+),{t},\d+", hlo)}
+    assert b not in leading  # no full-batch activation anywhere
+
+
+@pytest.mark.slow
+@needs_libtpu
+def test_impossible_config_reports_does_not_fit(monkeypatch):
+    monkeypatch.setenv("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    # 8192 x 2048 tokens on 4 chips: the float32 logits alone are 4096 x 2048 x 4096 x 4 B
+    # = 128 GiB per chip, more than a v5p chip's HBM.
+    cfg = config.load("experiments/quickstart.py", ["--config.train.global_batch_size=16384",
+                                                    "--config.data.seq_len=2048"])
+    r = plan.plan(cfg, plan.parse_target("v5p-8"))
+    assert not r["fits"]
+    assert r["required_bytes"] > r["available_bytes"] > 90 * 2 ** 30
+    text = plan.format_report(r)
+    assert "DOES NOT FIT" in text and "GiB" in text
