@@ -13,7 +13,7 @@ Three record formats (one JSON object per line in ``.jsonl``, a JSON list in
 
 ``sft.format=auto`` decides per record by its keys. Chat records are rendered with the
 template in the ``sft`` section; the default is OpenELM-Instruct's Zephyr-style form
-``<|user|>\\n…</s><|assistant|>\\n…</s>`` as given in REFERENCE.md (Zephyr's own template
+``<|user|>\\n…</s><|assistant|>\\n…</s>`` as in docs/data_formats.md (Zephyr's own template
 puts a newline after each ``</s>``; change ``sft.user``/``sft.assistant`` to get it). The
 literals ``<s>``/``</s>`` in a template are the tokenizer's BOS/EOS ids, never text. Each
 text piece is encoded on its own (SentencePiece adds its word-boundary marker at the
