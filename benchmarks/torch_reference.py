@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elmjax.config import layer_schedule
+from elmjax.model.schedule import layer_schedule
 
 
 def rms(x, w, eps):
