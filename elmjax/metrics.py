@@ -1,4 +1,4 @@
-"""Run metrics: JSONL and TensorBoard writers, the progress bar and the loss-curve plot."""
+"""Run metrics: JSONL and TensorBoard writers and the loss-curve plot."""
 
 from __future__ import annotations
 
@@ -91,11 +91,3 @@ def plot_loss(workdir, out_name: str = "loss.png") -> str | None:
     with out.open("wb") as f:
         fig.savefig(f, format="png")
     return str(out)
-
-
-def progress_bar(total: int, initial: int = 0, enabled: bool = True):
-    """A tqdm bar over steps with ETA (disabled on processes other than 0)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step",
-                dynamic_ncols=True, smoothing=0.1)

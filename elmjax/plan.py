@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from elmjax import config as config_lib
-from elmjax import parallel
-from elmjax.model import attention
+from elmjax import parallel, perf
+from elmjax.model import attention, schedule
 from elmjax.train import optimizer as opt_lib
 from elmjax.train import state as state_lib
 from elmjax.train.step import jit_train_step
@@ -34,23 +34,22 @@ GiB = 2 ** 30
 
 @dataclasses.dataclass(frozen=True)
 class Chip:
-    """One TPU generation: libtpu's topology prefix, HBM per chip, bf16 peak per chip, and
-    what N counts in Google's ``<name>-N`` (``"cores"``: TensorCores, two per chip)."""
+    """One TPU generation: libtpu's topology prefix, HBM per chip, what N counts in Google's
+    ``<name>-N`` (``"cores"``: TensorCores, two per chip) and the torus' dimensions."""
 
     prefix: str
     hbm_bytes: int
-    peak_flops: float
     counts: str
     dims: int
 
 
 # HBM: v5p's is what libtpu reports as available when a program does not fit; the others
-# are Google's published per-chip capacities. Peaks: Google's bf16 dense figures.
+# are Google's published per-chip capacities. Peak FLOP/s come from ``perf.PEAK_FLOPS``.
 CHIPS = {
-    "v4": Chip("v4", 32 * GiB, 275e12, "cores", 3),
-    "v5p": Chip("v5p", int(95.73 * GiB), 459e12, "cores", 3),
-    "v5e": Chip("v5e", 16 * GiB, 197e12, "chips", 2),
-    "v6e": Chip("v6e", 32 * GiB, 918e12, "chips", 2),
+    "v4": Chip("v4", 32 * GiB, "cores", 3),
+    "v5p": Chip("v5p", int(95.73 * GiB), "cores", 3),
+    "v5e": Chip("v5e", 16 * GiB, "chips", 2),
+    "v6e": Chip("v6e", 32 * GiB, "chips", 2),
 }
 ALIASES = {"v5litepod": "v5e", "v6litepod": "v6e"}
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
@@ -166,6 +165,14 @@ def _oom(message: str) -> tuple[float, float] | None:
     return (_bytes_of(m.group(1)), _bytes_of(m.group(2))) if m else (math.nan, math.nan)
 
 
+def _peak_flops(kind: str) -> float:
+    """Dense bf16 peak FLOP/s of a device kind (``"TPU v5"``...) from ``perf.PEAK_FLOPS``."""
+    for prefix, flops in perf.PEAK_FLOPS.items():
+        if kind.startswith(prefix):
+            return flops
+    raise PlanError(f"no peak FLOP/s known for {kind!r}: add it to elmjax.perf.PEAK_FLOPS")
+
+
 def _state_bytes_per_device(abstract, shardings) -> int:
     """Bytes of the train state held by one device (the largest shard of each leaf)."""
     total = 0
@@ -206,7 +213,7 @@ def plan_compiled(cfg: ml_collections.ConfigDict, target: Target, devices=None):
     except ValueError as e:
         raise PlanError(str(e)) from None
     tokens = int(cfg.train.global_batch_size) * int(cfg.data.seq_len)
-    model_flops = config_lib.flops_per_token(cfg.model, int(cfg.data.seq_len)) * tokens
+    model_flops = schedule.flops_per_token(cfg.model, int(cfg.data.seq_len)) * tokens
     report = {
         "topology": target.name, "libtpu_topology": target.topology, "chips": target.chips,
         "num_slices": target.num_slices, "mesh": dict(mesh.shape), "hbm_bytes": target.chip.hbm_bytes,
@@ -236,6 +243,7 @@ def plan_compiled(cfg: ml_collections.ConfigDict, target: Target, devices=None):
         report["margin_bytes"] = report["hbm_bytes"] - report["per_device_bytes"]
         return report, None
     report["compile_s"] = time.perf_counter() - start
+    peak = _peak_flops(devices[0].device_kind)
     mem = compiled.memory_analysis()
     per_device = (mem.argument_size_in_bytes + mem.output_size_in_bytes
                   - mem.alias_size_in_bytes + mem.temp_size_in_bytes
@@ -250,7 +258,8 @@ def plan_compiled(cfg: ml_collections.ConfigDict, target: Target, devices=None):
         xla_flops_per_step=float(cost.get("flops", math.nan)) * target.chips,
         estimated_step_s=step_s,
         predicted_tokens_per_s=tokens / step_s if step_s > 0 else math.nan,
-        predicted_mfu=model_flops / (step_s * target.chips * target.chip.peak_flops)
+        peak_flops_per_chip=peak,
+        predicted_mfu=model_flops / (step_s * target.chips * peak)
         if step_s > 0 else math.nan,
         collective_bytes=collective_bytes(compiled.as_text()),
     )

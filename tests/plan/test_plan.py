@@ -14,6 +14,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from elmjax import config, plan
+from elmjax.model import schedule
 
 HAS_LIBTPU = importlib.util.find_spec("libtpu") is not None
 needs_libtpu = pytest.mark.skipif(not HAS_LIBTPU, reason="libtpu not installed (pip install -e '.[tpu]')")
@@ -80,11 +81,11 @@ def test_quickstart_plans_on_a_small_tpu_topology(quickstart_plan):
     assert r["fits"] and r["chips"] == 4 and r["mesh"] == {"data": 1, "fsdp": 4, "tensor": 1}
     assert r["attention"] == "splash"
     tokens = cfg.train.global_batch_size * cfg.data.seq_len
-    assert r["model_flops_per_step"] == config.flops_per_token(cfg.model, cfg.data.seq_len) * tokens
+    assert r["model_flops_per_step"] == schedule.flops_per_token(cfg.model, cfg.data.seq_len) * tokens
     assert 0.5 < r["xla_flops_per_step"] / r["model_flops_per_step"] < 3
     assert r["state_bytes"] < r["per_device_bytes"] < r["hbm_bytes"]
     # Parameters + Adam moments, float32, sharded 4 ways (plus replicated scalars).
-    params = config.param_count(cfg.model)
+    params = schedule.param_count(cfg.model)
     assert 3 * params * 4 / 4 <= r["state_bytes"] < 3 * params * 4 / 4 * 1.1
     assert r["estimated_step_s"] > 0 and 0 < r["predicted_mfu"] < 1
     assert r["collective_bytes"]["all-gather"] > 0  # FSDP gathers parameters
