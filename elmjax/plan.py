@@ -236,7 +236,8 @@ def plan_compiled(cfg: ml_collections.ConfigDict, target: Target, devices=None):
         oom = _oom(str(e))
         if oom is None:
             raise
-        report.update(fits=False, compile_s=time.perf_counter() - start,
+        report.update(fits=False, compile_s=time.perf_counter() - start, xla_flops_per_step=None,
+                      estimated_step_s=None, predicted_tokens_per_s=None, predicted_mfu=None,
                       error=str(e).strip().splitlines()[0][:500], required_bytes=oom[0],
                       available_bytes=oom[1], per_device_bytes=oom[0] + report["state_bytes"])
         report["hbm_bytes"] = oom[1] if math.isfinite(oom[1]) else report["hbm_bytes"]

@@ -15,7 +15,7 @@ import sys
 from elmjax.cli.common import EXIT_USAGE, fail, split_overrides
 
 # Command-group modules of this package, in the order ``elmjax --help`` lists them.
-GROUPS = ("model", "train", "checkpoints", "sweep", "data", "eval", "infer")
+GROUPS = ("model", "train", "plan", "checkpoints", "sweep", "data", "eval", "infer")
 
 
 def build_parser() -> argparse.ArgumentParser:

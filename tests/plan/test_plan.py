@@ -4,7 +4,7 @@ The compile tests need libtpu (the ``tpu`` extra) and skip cleanly without it.
 """
 
 import importlib.util
-import os
+import json
 import re
 
 import jax
@@ -106,14 +106,20 @@ def test_fsdp_activations_are_batch_sharded_on_the_tpu_topology(quickstart_plan)
 
 @pytest.mark.slow
 @needs_libtpu
-def test_impossible_config_reports_does_not_fit(monkeypatch):
+def test_impossible_config_reports_does_not_fit(monkeypatch, capsys):
+    """Through the command line with ``--json``: no traceback, exit status 1, the numbers."""
+    from elmjax.cli import main
+
     monkeypatch.setenv("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-    # 8192 x 2048 tokens on 4 chips: the float32 logits alone are 4096 x 2048 x 4096 x 4 B
+    # 16384 x 2048 tokens on 4 chips: the float32 logits alone are 4096 x 2048 x 4096 x 4 B
     # = 128 GiB per chip, more than a v5p chip's HBM.
-    cfg = config.load("experiments/quickstart.py", ["--config.train.global_batch_size=16384",
-                                                    "--config.data.seq_len=2048"])
-    r = plan.plan(cfg, plan.parse_target("v5p-8"))
-    assert not r["fits"]
+    code = main(["plan", "--config", "experiments/quickstart.py", "--topology", "v5p-8", "--json",
+                 "--config.train.global_batch_size=16384", "--config.data.seq_len=2048"])
+    r = json.loads(capsys.readouterr().out)
+    assert code == 1 and r["fits"] is False
     assert r["required_bytes"] > r["available_bytes"] > 90 * 2 ** 30
+    for key in ("per_device_bytes", "hbm_bytes", "model_flops_per_step", "xla_flops_per_step",
+                "estimated_step_s", "predicted_mfu", "mesh", "topology", "chips", "compile_s"):
+        assert key in r
     text = plan.format_report(r)
-    assert "DOES NOT FIT" in text and "GiB" in text
+    assert "DOES NOT FIT" in text and f"{r['available_bytes'] / 2 ** 30:.2f} GiB" in text
