@@ -17,10 +17,13 @@ with the shots drawn by lm-eval's samplers for the same seed (``fewshot_random_s
 gold choice + delimiter + the shared continuation.
 
 The few-shot pool is the task's few-shot split, all of it (``limit`` only cuts the
-evaluated documents, as in lm-eval); lm-eval excludes the evaluated document from
-the pool only when the few-shot split is declared equal to the test split, which
-none of these tasks does (CrowS-Pairs and RACE draw from their own test split and
-can show a document its own answer, as lm-eval does).
+evaluated documents, as in lm-eval). Where lm-eval's few-shot split equals the
+task's declared test split -- which includes tasks declaring neither (HellaSwag,
+PIQA, BoolQ, WinoGrande, TruthfulQA) -- its sampler draws ``n + 1`` and drops the
+evaluated document, which also advances the random stream differently; elmjax
+does the same (``Task.exclude_eval_doc``). CrowS-Pairs and RACE draw from their
+own test split without that exclusion, so a document can be shown its own answer,
+as in lm-eval.
 
 Why hand-written rather than lm-eval's own task objects: lm-eval is an optional
 extra (it pulls in torch, datasets and more, and is not installed on the Python 3.12
@@ -88,40 +91,59 @@ class ShotSampler:
     """lm-eval's few-shot samplers over a pool of ``Example``s.
 
     kind: ``"default"`` (``random.Random(seed).sample(pool, n)``, one call per
-    document) or ``"first_n"`` (the first ``n`` of the pool, every time).
+    document) or ``"first_n"`` (the first ``n`` of the pool, every time); keys: the
+    pool's documents as dicts, to recognise the evaluated document in it.
     """
 
-    def __init__(self, pool: Sequence[Example], kind: str = "default", seed: int = FEWSHOT_SEED):
+    def __init__(self, pool: Sequence[Example], kind: str = "default", seed: int = FEWSHOT_SEED,
+                 keys: Sequence[dict] | None = None):
         if kind not in ("default", "first_n"):
             raise ValueError(f"unknown few-shot sampler {kind!r}; known: default, first_n")
         self.pool, self.kind, self.rnd = list(pool), kind, random.Random(seed)
+        self.keys = list(keys) if keys is not None else [None] * len(self.pool)
 
-    def sample(self, n: int) -> list[Example]:
-        """The ``n`` shots for the next document (``n <= len(pool)``)."""
+    def sample(self, n: int, exclude: dict | None = None) -> list[Example]:
+        """The ``n`` shots for the next document (``n <= len(pool)``).
+
+        exclude: the evaluated document; when given, lm-eval draws ``n + 1`` and drops
+        the pool entries equal to it (then draws ``n`` again from the pool without
+        them if fewer than ``n`` remain).
+        """
         if n == 0:
             return []
         if n > len(self.pool):
             raise ValueError(f"{n} shots requested but the few-shot split has only "
                              f"{len(self.pool)} documents")
+        idx = list(range(len(self.pool)))
         if self.kind == "first_n":
-            return self.pool[:n]
-        return self.rnd.sample(self.pool, n)
+            chosen = [i for i in idx if exclude is None or self.keys[i] != exclude][:n]
+        elif exclude is None:
+            chosen = self.rnd.sample(idx, n)
+        else:
+            chosen = [i for i in self.rnd.sample(idx, n + 1) if self.keys[i] != exclude][:n]
+            if len(chosen) < n:
+                chosen = self.rnd.sample([i for i in idx if self.keys[i] != exclude], n)
+        return [self.pool[i] for i in chosen]
 
 
 def fewshot_requests(examples: Sequence[Example], shots: int, pool: Sequence[Example] = (),
                      sampler: str = "default", description: str = "",
-                     seed: int = FEWSHOT_SEED) -> list[tuple]:
+                     seed: int = FEWSHOT_SEED, exclude: tuple | None = None) -> list[tuple]:
     """Each document's requests with ``description`` and ``shots`` examples from ``pool`` before it.
 
     examples: the evaluated documents, in order; pool: the few-shot split (needed
-    when ``shots > 0``). Returns one tuple of ``(context, continuation)`` per example.
+    when ``shots > 0``); exclude: ``(docs, pool_docs)``, the documents of both as
+    dicts, when lm-eval drops the evaluated document from its shots. Returns one
+    tuple of ``(context, continuation)`` per example.
     """
-    draw = ShotSampler(pool, sampler, seed) if shots else None
+    keys = exclude[1] if exclude else None
+    draw = ShotSampler(pool, sampler, seed, keys) if shots else None
     out = []
-    for ex in examples:
+    for i, ex in enumerate(examples):
         prefix = description
         if draw is not None:
-            prefix += "".join(s.shot() for s in draw.sample(shots))
+            shots_i = draw.sample(shots, exclude[0][i] if exclude else None)
+            prefix += "".join(s.shot() for s in shots_i)
         out.append(ex.requests_after(prefix))
     return out
 
@@ -198,7 +220,10 @@ class Task:
     no file matches; fewshot_split: where shots come from; fewshot_files: glob
     patterns for it; sampler: ``"default"`` or ``"first_n"``; description: text
     before the shots; fixed_shots: a shot count no override changes (lm-eval pins
-    TruthfulQA to 0); score: ``(example, lls, metrics) -> {metric: value}`` per
+    TruthfulQA to 0); exclude_eval_doc: lm-eval's sampler draws one extra shot and
+    drops the evaluated document (it does so when the few-shot split equals the
+    declared test split, including tasks that declare neither: HellaSwag, PIQA,
+    BoolQ, WinoGrande); score: ``(example, lls, metrics) -> {metric: value}`` per
     document; keep: records of a shared file that belong to this task.
     """
 
@@ -215,6 +240,7 @@ class Task:
     sampler: str = "default"
     description: str = ""
     fixed_shots: int | None = None
+    exclude_eval_doc: bool = False
     score: Callable = choice_metrics
     keep: Callable[[dict], bool] | None = None
 
@@ -227,13 +253,17 @@ class Task:
             return own + list(self.files)
         return own + (list(self.fewshot_files) if split == self.fewshot_split else [])
 
-    def examples(self, data_dir: str, limit: int | None = None,
-                 split: str | None = None) -> list[Example]:
-        """The first ``limit`` (all when None) documents of ``split`` (default: the evaluated one)."""
+    def docs(self, data_dir: str, limit: int | None = None, split: str | None = None) -> list[dict]:
+        """The first ``limit`` (all when None) records of ``split``, normalised to the hub's fields."""
         docs = task_data.read_docs(self, data_dir, split)
         if limit is not None:
             docs = docs[:limit]
-        return [self.build(self.normalise(d)) for d in docs]
+        return [self.normalise(d) for d in docs]
+
+    def examples(self, data_dir: str, limit: int | None = None,
+                 split: str | None = None) -> list[Example]:
+        """The first ``limit`` (all when None) documents of ``split`` (default: the evaluated one)."""
+        return [self.build(d) for d in self.docs(data_dir, limit, split)]
 
     def shots(self, requested: int) -> int:
         """The shot count used when ``requested`` is asked for (``fixed_shots`` wins)."""
@@ -243,16 +273,19 @@ class Task:
                  seed: int = FEWSHOT_SEED) -> tuple[list[Example], list[tuple]]:
         """``(examples, requests)``: the documents and, per document, its ``(context,
         continuation)`` per choice with ``shots(shots)`` examples from the few-shot split."""
-        examples = self.examples(data_dir, limit)
+        docs = self.docs(data_dir, limit)
+        examples = [self.build(d) for d in docs]
         n = self.shots(shots)
-        pool = []
-        if n > 0:
-            if self.fewshot_split is None:
-                raise ValueError(f"{self.name} has no few-shot split: run it 0-shot")
-            pool = self.examples(data_dir, split=self.fewshot_split)
-            if len(pool) < n:
-                raise task_data.TaskDataError(
-                    f"{self.name}: {n}-shot prompts need at least {n} documents in its "
-                    f"'{self.fewshot_split}' split under {data_dir!r}, which has {len(pool)}")
+        if n == 0:
+            return examples, fewshot_requests(examples, 0, description=self.description)
+        if self.fewshot_split is None:
+            raise ValueError(f"{self.name} has no few-shot split: run it 0-shot")
+        pool_docs = self.docs(data_dir, split=self.fewshot_split)
+        if len(pool_docs) < n:
+            raise task_data.TaskDataError(
+                f"{self.name}: {n}-shot prompts need at least {n} documents in its "
+                f"'{self.fewshot_split}' split under {data_dir!r}, which has {len(pool_docs)}")
+        pool = [self.build(d) for d in pool_docs]
+        exclude = (docs, pool_docs) if self.exclude_eval_doc else None
         return examples, fewshot_requests(examples, n, pool, self.sampler, self.description,
-                                          seed)
+                                          seed, exclude)

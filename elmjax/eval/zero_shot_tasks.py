@@ -121,20 +121,20 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          ("super_glue/boolq/validation-*.parquet", "boolq/dev.jsonl"), _boolq_normalise,
          _boolq_build, (TfdsSource("bool_q", "validation"),
                         TfdsSource("super_glue/boolq", "validation", _tfds_super_glue_boolq)),
-         fewshot_split="train",
+         fewshot_split="train", exclude_eval_doc=True,
          fewshot_files=("super_glue/boolq/train-*.parquet", "boolq/train.jsonl")),
     Task("hellaswag", "validation", "Rowan/hellaswag on the Hugging Face hub, or the original "
          "hellaswag_val.jsonl / hellaswag_train.jsonl", ("acc", "acc_norm"),
          ("hellaswag/data/validation-*.parquet", "hellaswag/hellaswag_val.jsonl"), _same,
          _hellaswag_build, (TfdsSource("hellaswag", "validation", _tfds_hellaswag,
                                        warning=HELLASWAG_TFDS_WARNING),),
-         fewshot_split="train",
+         fewshot_split="train", exclude_eval_doc=True,
          fewshot_files=("hellaswag/data/train-*.parquet", "hellaswag/hellaswag_train.jsonl")),
     Task("piqa", "validation", "baber/piqa on the Hugging Face hub, or the original PIQA "
          "release (valid.jsonl with valid-labels.lst)", ("acc", "acc_norm"),
          ("piqa/data/validation-*.parquet", "piqa/valid.jsonl"), _same, _piqa_build,
          (TfdsSource("piqa", "validation", _tfds_piqa),), fewshot_split="train",
-         fewshot_files=("piqa/data/train-*.parquet", "piqa/train.jsonl")),
+         exclude_eval_doc=True, fewshot_files=("piqa/data/train-*.parquet", "piqa/train.jsonl")),
     Task("sciq", "test", "allenai/sciq on the Hugging Face hub, or the original SciQ release "
          "(test.json, train.json)", ("acc", "acc_norm"),
          ("sciq/data/test-*.parquet", "sciq/test.json"), _same, _sciq_build,
@@ -147,7 +147,7 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          ("winogrande/winogrande_xl/validation-*.parquet", "winogrande/dev.jsonl",
           "winogrande_1.1/dev.jsonl"), _same, _winogrande_build,
          (TfdsSource("winogrande", "validation", _tfds_winogrande, fewshot_split="train_xl"),),
-         fewshot_split="train",
+         fewshot_split="train", exclude_eval_doc=True,
          fewshot_files=("winogrande/winogrande_xl/train-*.parquet", "winogrande/train_xl.jsonl",
                         "winogrande_1.1/train_xl.jsonl")),
 ]}
