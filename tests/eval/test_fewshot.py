@@ -199,3 +199,31 @@ def test_missing_fewshot_split_says_which_file(tmp_path):
     with pytest.raises(tasks.TaskDataError, match="25-shot prompts need at least 25 documents"):
         task.requests(str(tmp_path), shots=25)
     assert len(task.requests(str(tmp_path), shots=1)[1]) == 1
+
+
+def test_cli_suite_table_json_and_missing_shots(tiny_lm, tokenizer_path, task_data, tmp_path,
+                                                capsys):
+    from elmjax import cli
+    from elmjax.interop.hf import save_hf
+
+    cfg, params = tiny_lm
+    hf_dir = str(tmp_path / "hf")
+    save_hf(hf_dir, cfg, params)
+    out = tmp_path / "r.json"
+    rc = cli.main(["eval", "--hf", hf_dir, "--tokenizer", tokenizer_path, "--tasks", "zero_shot",
+                   "--data-dir", task_data[0], "--out", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    table = report["suites"]["zero_shot"]
+    assert table["average"] == pytest.approx(np.mean(list(table["tasks"].values())))
+    assert table["tasks"]["arc_easy"] == pytest.approx(100 * report["results"]["arc_easy"]
+                                                       ["acc_norm"])
+    assert report["n-shot"]["boolq"] == 0 and f"{table['average']:.2f}" in text
+    # The trainer's flat metrics carry the same average.
+    metrics = harness.evaluate(cfg, params, tokenizer_path, ["zero_shot"], task_data[0])
+    assert metrics["zero_shot/average"] == pytest.approx(table["average"])
+    rc = cli.main(["eval", "--hf", hf_dir, "--tokenizer", tokenizer_path, "--tasks",
+                   "arc_challenge", "--num-fewshot", "2", "--data-dir", task_data[0]])
+    err = capsys.readouterr().err
+    assert rc == 2 and os.path.join(task_data[0], "arc_challenge", "train.jsonl") in err
