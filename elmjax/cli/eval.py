@@ -1,4 +1,4 @@
-"""``elmjax eval``: evaluation tasks and suites (zero_shot, openllm, llm360) and held-out perplexity."""
+"""``elmjax eval``: tasks, the suites (zero_shot, openllm, llm360) and held-out perplexity."""
 
 from __future__ import annotations
 

@@ -2,11 +2,12 @@
 
 For the trainer (every N steps)::
 
-    metrics = evaluate(config, params, tokenizer, ["arc_easy", "piqa"], data_dir, limit=500)
-    # {"arc_easy/acc": 0.41, "arc_easy/acc_stderr": 0.02, "arc_easy/acc_norm": ..., ...}
+    metrics = evaluate(config, params, tokenizer, ["arc_easy", "openllm"], data_dir, limit=500)
+    # {"arc_easy/acc": 0.41, "arc_easy/acc_stderr": 0.02, ..., "openllm/average": 31.2}
     ppl = elmjax.eval.perplexity(config, params, token_docs)
 
-For people: ``elmjax eval --hf DIR --tokenizer tok.model --tasks arc_easy,piqa --data-dir D``.
+For people: ``elmjax eval --hf DIR --tokenizer tok.model --tasks zero_shot,openllm --data-dir D``
+(suites, groups and tasks: ``elmjax.eval.suites``; prompts: ``elmjax.eval.prompts``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from elmjax.eval import tasks as tasks_lib
 def run_tasks(scorer: scoring.Scorer, tokenizer, task_names: Sequence[str], data_dir: str,
               limit: int | None = None, add_bos: bool = True, num_fewshot: int | None = None,
               seed: int = prompts.FEWSHOT_SEED) -> dict[str, dict]:
-    """Scores tasks, groups and suites; returns ``{key: {metric: value, metric_stderr: value, "samples": n}}``.
+    """Scores tasks, groups and suites: ``{key: {metric: v, metric_stderr: e, "samples": n}}``.
 
     scorer: a ``scoring.Scorer`` for the model; tokenizer: from ``encoding.open_tokenizer``;
     task_names: suite, group and task names (``elmjax.eval.suites``); limit: the first

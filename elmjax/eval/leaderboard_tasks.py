@@ -1,4 +1,4 @@
-"""The OpenLLM-leaderboard and LLM360 tasks beyond the zero-shot set, as lm-evaluation-harness 0.4.13.
+"""The OpenLLM-leaderboard and LLM360 tasks beyond the zero-shot set, as lm-eval 0.4.13 has them.
 
 MMLU (57 subject tasks ``mmlu_<subject>``), TruthfulQA (``truthfulqa_mc1``,
 ``truthfulqa_mc2``), CrowS-Pairs English (``crows_pairs_english``) and RACE
@@ -12,9 +12,9 @@ import functools
 
 from elmjax.eval.prompts import (Example, Task, choice_metrics, crows_pairs_metrics,
                                  mc2_metrics)
-from elmjax.eval.task_data import TfdsSource, _same
+from elmjax.eval.task_data import _same
 
-# Subject -> lm-eval's category group (mmlu_stem, mmlu_other, mmlu_social_sciences, mmlu_humanities).
+# lm-eval's MMLU categories (groups mmlu_stem, mmlu_other, ...) and their subjects.
 MMLU_CATEGORIES = {
     "stem": "abstract_algebra anatomy astronomy college_biology college_chemistry "
             "college_computer_science college_mathematics college_physics computer_security "
@@ -141,12 +141,6 @@ def _race_build(doc: dict) -> Example:
                    "ABCD".index(last["answer"]))
 
 
-def _tfds_race(doc: dict) -> dict:
-    problems = [{"answer": a, "options": o, "question": q}
-                for q, a, o in zip(doc["questions"], doc["answers"], doc["options"])]
-    return {"article": doc["article"], "problems": problems, "example_id": doc["example_id"]}
-
-
 TASKS: dict[str, Task] = {t.name: t for t in [
     *[_mmlu(s) for s in MMLU_SUBJECTS],
     _truthfulqa("truthfulqa_mc1", "truthfulqa_mc2", _mc1_build, choice_metrics, ("acc",)),
@@ -157,6 +151,5 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          _crows_pairs_build, fewshot_split="test", score=crows_pairs_metrics),
     Task("race", "test", "EleutherAI/race (high) on the Hugging Face hub: fields article, "
          "problems", ("acc",), ("race/high/test-*.parquet",), _same, _race_build,
-         (TfdsSource("race/high", "test", _tfds_race, note="documents in TFDS's order"),),
          fewshot_split="test"),
 ]}

@@ -134,7 +134,7 @@ class ElmjaxLM(LM):
 def simple_evaluate_suites(model_args: str, names, data_dir: str, num_fewshot: int | None = None,
                            limit: int | None = None, config_dir: str | None = None,
                            **kwargs) -> dict:
-    """``lm_eval.simple_evaluate`` with ``--model elmjax`` on suites, groups and tasks over local data.
+    """``lm_eval.simple_evaluate`` with ``--model elmjax`` on suites, groups, tasks over local data.
 
     model_args: lm-eval's model argument string (``pretrained=DIR,tokenizer=tok.model``);
     names: as ``elmjax eval --tasks``; data_dir: as ``--data-dir``; limit: the first N

@@ -1,4 +1,4 @@
-"""Documents as prompts, few-shot contexts and per-document metrics, as lm-evaluation-harness 0.4.13.
+"""Documents as prompts, few-shot contexts and per-document metrics, as lm-eval 0.4.13 makes them.
 
 A task turns each document into an ``Example``: the question text, the answer
 choices and the gold index (lm-eval's ``doc_to_text``, ``doc_to_choice`` and
@@ -174,7 +174,8 @@ def mc2_metrics(example: Example, lls: Sequence[float], metrics: Sequence[str] =
     return {"acc": float(np.sum(probs[np.asarray(example.labels) == 1]))}
 
 
-def crows_pairs_metrics(example: Example, lls: Sequence[float], metrics: Sequence[str] = ()) -> dict:
+def crows_pairs_metrics(example: Example, lls: Sequence[float],
+                        metrics: Sequence[str] = ()) -> dict:
     """CrowS-Pairs: ``likelihood_diff = |ll(more) - ll(less)|``; ``pct_stereotype``: 1 when the
     more stereotypical sentence (choice 0) is strictly more likely.
     """
@@ -183,7 +184,7 @@ def crows_pairs_metrics(example: Example, lls: Sequence[float], metrics: Sequenc
 
 
 def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and its standard error (sample standard deviation / sqrt(n)); stderr is NaN for n < 2."""
+    """Mean and its standard error (sample standard deviation / sqrt(n)); NaN stderr for n < 2."""
     n = len(values)
     if n == 0:
         return math.nan, math.nan
@@ -254,7 +255,7 @@ class Task:
         return own + (list(self.fewshot_files) if split == self.fewshot_split else [])
 
     def docs(self, data_dir: str, limit: int | None = None, split: str | None = None) -> list[dict]:
-        """The first ``limit`` (all when None) records of ``split``, normalised to the hub's fields."""
+        """The first ``limit`` (all when None) records of ``split``, in the hub's fields."""
         docs = task_data.read_docs(self, data_dir, split)
         if limit is not None:
             docs = docs[:limit]
@@ -262,7 +263,7 @@ class Task:
 
     def examples(self, data_dir: str, limit: int | None = None,
                  split: str | None = None) -> list[Example]:
-        """The first ``limit`` (all when None) documents of ``split`` (default: the evaluated one)."""
+        """The first ``limit`` (all when None) documents of ``split`` (default: evaluated one)."""
         return [self.build(d) for d in self.docs(data_dir, limit, split)]
 
     def shots(self, requested: int) -> int:

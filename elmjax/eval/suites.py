@@ -84,11 +84,9 @@ def expand(names: Sequence[str], num_fewshot: int | None = None) -> list[Run]:
         elif name in GROUPS or name in tasks.TASKS:
             items = [Run(name, 0)]
         else:
-            try:
-                tasks.get_task(name)
-            except ValueError as e:
-                raise ValueError(f"{e}; suites: {', '.join(SUITES)}; groups: "
-                                 f"{', '.join(GROUPS)}") from None
+            known = [n for n in tasks.TASKS if not n.startswith("mmlu_")] + ["mmlu_<subject>"]
+            raise ValueError(f"unknown task {name!r}; suites: {', '.join(SUITES)}; groups: "
+                             f"{', '.join(GROUPS)}; tasks: {', '.join(known)}")
         for run in items:
             if num_fewshot is not None:
                 run = dataclasses.replace(run, shots=int(num_fewshot))
@@ -105,7 +103,7 @@ def leaf_tasks(run: Run) -> tuple[str, ...]:
 
 
 def result_keys(runs: Sequence[Run]) -> dict[tuple[str, int], str]:
-    """``(name, shots) -> results key``: the name, or ``name@<n>shot`` where it runs at several counts."""
+    """``(name, shots) -> results key``: the name, or ``name@<n>shot`` if it runs at several."""
     counts: dict[str, set] = {}
     for run in runs:
         for name in (run.name, *SUBGROUPS.get(run.name, ()), *leaf_tasks(run)):

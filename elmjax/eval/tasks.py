@@ -7,21 +7,26 @@ tensorflow-datasets dataset, and turns every document into an ``Example``
 Prompts, choices, target delimiter (one space unless said), splits, few-shot
 splits and metrics follow lm-eval's task files:
 
-===================  ==========  ==========  ========================================  ===============
-task                 split       shots from  question (the context before a choice)    metrics
-===================  ==========  ==========  ========================================  ===============
-arc_easy             test        train       ``Question: {question}\\nAnswer:``          acc, acc_norm
-arc_challenge        test        train       ``Question: {question}\\nAnswer:``          acc, acc_norm
-boolq                validation  train       ``{passage}\\nQuestion: {question}?\\nAnswer:``  acc
-hellaswag            validation  train       ``{activity_label}: {ctx_a} {ctx_b.capitalize()}``  acc, acc_norm
-piqa                 validation  train       ``Question: {goal}\\nAnswer:``              acc, acc_norm
-sciq                 test        train       ``{support.lstrip()}\\nQuestion: {question}\\nAnswer:``  acc, acc_norm
-winogrande           validation  train (xl)  the sentence up to ``_`` with each option  acc
-mmlu_<subject>       test        dev         ``{question.strip()}\\nA. {c0}\\nB. ...\\nD. {c3}\\nAnswer:``  acc
-truthfulqa_mc1/mc2   validation  (0-shot)    six fixed Q/A pairs, ``\\n\\nQ: {question}\\nA:``  acc (mc2: mass)
-crows_pairs_english  test        test        empty; each sentence whole (no delimiter)  likelihood_diff, pct_stereotype
-race                 test        test        ``Article: {article}\\n\\n`` + earlier Q/As + question  acc
-===================  ==========  ==========  ========================================  ===============
+``task`` (evaluated split; few-shot split): question -- metrics
+
+- ``arc_easy``, ``arc_challenge`` (test; train): ``Question: {question}\\nAnswer:`` --
+  acc, acc_norm
+- ``boolq`` (validation; train): ``{passage}\\nQuestion: {question}?\\nAnswer:`` -- acc
+- ``hellaswag`` (validation; train): ``{activity_label}: {ctx_a} {ctx_b.capitalize()}``,
+  cleaned of WikiHow markers -- acc, acc_norm
+- ``piqa`` (validation; train): ``Question: {goal}\\nAnswer:`` -- acc, acc_norm
+- ``sciq`` (test; train): ``{support.lstrip()}\\nQuestion: {question}\\nAnswer:`` --
+  acc, acc_norm
+- ``winogrande`` (validation; train of winogrande_xl): the sentence up to ``_`` with each
+  option filled in, the rest of the sentence as the shared continuation -- acc
+- ``mmlu_<subject>`` (test; dev): ``{question.strip()}\\nA. {c0}\\nB. {c1}\\nC. {c2}\\n``
+  ``D. {c3}\\nAnswer:``, choices ``A``-``D`` -- acc
+- ``truthfulqa_mc1``, ``truthfulqa_mc2`` (validation; 0-shot): six fixed Q/A pairs, then
+  ``\\n\\nQ: {question}\\nA:`` -- acc (mc2: the probability mass of the true answers)
+- ``crows_pairs_english`` (test; test): an empty question, each sentence scored whole with
+  no delimiter -- likelihood_diff, pct_stereotype
+- ``race`` (test; test): ``Article: {article}\\n\\n``, the article's earlier questions
+  answered, then the last question -- acc
 
 MMLU's choices are the letters ``A``-``D``, its shots the first five of the
 subject's ``dev`` split (lm-eval's ``first_n`` sampler) after the description
@@ -61,12 +66,12 @@ sciq           ``sciq``: not in the TFDS catalog; a dataset you    test
                build with the hub's Text fields (question,
                distractor1-3, correct_answer, support)
 winogrande     ``winogrande``                                      validation
-race           ``race/high``                                       test
 =============  ==================================================  ===========
 
 Few-shot splits come from the same datasets (``train``; WinoGrande's
-``train_xl``). MMLU, TruthfulQA and CrowS-Pairs are not in the TFDS catalog: use
-their hub files. Prepare the datasets where there is internet access with
+``train_xl``). MMLU, TruthfulQA and CrowS-Pairs are not in the TFDS catalog, and
+TFDS's ``race`` stores its options as nested sequences that only TensorFlow
+serialises: use their hub files. Prepare the datasets where there is internet access with
 ``file_format="array_record"`` (``tfds build ai2_arc --file_format=array_record
 --data_dir D``; tfds 4.9.10's ``tfds`` command and its archive extraction need
 TensorFlow on that machine), then copy ``D``. A dataset prepared as ``tfrecord``
