@@ -30,11 +30,15 @@ are read by the pipeline through :func:`open_tfds`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import logging
 import zlib
 from typing import Any, Iterator
 
 from etils import epath
+
+log = logging.getLogger("elmjax.data")
 
 FORMATS = ("refinedweb", "pile", "redpajama", "dolma", "jsonl", "text", "tfds")
 DEFAULT_TEXT_FIELD = {"refinedweb": "content", "pile": "text", "redpajama": "text",
@@ -49,7 +53,10 @@ SKIP_REASONS = (
     "empty_text",        # the text field is "" or only whitespace
     "truncated_gzip",    # a gzip member cut short (the cut record is dropped)
     "truncated_zstd",    # a zstd frame cut short (the cut record is dropped)
+    "corrupt_gzip",      # damaged deflate data or CRC: the rest of the file is dropped
+    "corrupt_zstd",      # damaged zstd data or checksum: the rest of the file is dropped
     "invalid_parquet",   # no footer / not a parquet file
+    "invalid_row_group", # parquet: a row group that cannot be decoded (each of its rows)
     "empty_file",        # a zero-byte shard
     "unreadable_file",   # an I/O error while reading the shard
     "excluded_set",      # pile: pile_set_name not in the kept list
@@ -189,8 +196,10 @@ def assign_part(shards: list[str], index: int, count: int,
     ``record_stride``); returns ``(shards, record_offset, record_stride)`` for part
     ``index``. Whole shards are divided when there are at least ``count`` of them
     (and no striding yet); otherwise every part reads every shard and keeps the
-    records ``r`` with ``r % stride == offset``. Either way the parts are disjoint
-    and together cover the input.
+    records ``r`` with ``r % stride == offset`` (the pipeline adds the shard's place in
+    the list to ``offset``, so that parts beyond a small shard's record count still get
+    records of the others). Either way the parts are disjoint and together cover the
+    input.
     """
     if count == 1:
         return list(shards), record_offset, record_stride
@@ -283,9 +292,11 @@ def _decoded_lines(f, stats: SourceStats, count_errors: bool) -> Iterator[bytes]
         yield from chunks
 
     if head[:2] == _GZIP_MAGIC:
-        kind, decoded = "truncated_gzip", _gzip_chunks(with_head())
+        kind, decoded, corrupt = "gzip", _gzip_chunks(with_head()), (zlib.error,)
     elif head == _ZSTD_MAGIC:
-        kind, decoded = "truncated_zstd", _zstd_chunks(with_head())
+        import zstandard
+
+        kind, decoded, corrupt = "zstd", _zstd_chunks(with_head()), (zstandard.ZstdError,)
     else:
         yield from _lines(with_head())
         return
@@ -295,9 +306,13 @@ def _decoded_lines(f, stats: SourceStats, count_errors: bool) -> Iterator[bytes]
             parts = (rest + chunk).split(b"\n")
             rest = parts.pop()
             yield from parts
-    except (_Truncated, zlib.error):
+    except _Truncated:
         if count_errors:
-            stats.skip(kind)
+            stats.skip("truncated_" + kind)
+        return
+    except corrupt:  # bad compressed bytes or checksum: nothing after them can be trusted
+        if count_errors:
+            stats.skip("corrupt_" + kind)
         return
     if rest:
         yield rest
@@ -366,7 +381,7 @@ def _jsonl_records(f, opts, stats, start, offset, stride, count_errors):
         if not line.strip():
             continue  # blank lines are separators, not records
         try:
-            s = line.decode("utf-8")
+            s = line.decode("utf-8-sig" if i == 0 else "utf-8")  # a leading BOM is not text
         except UnicodeDecodeError:
             stats.skip("invalid_utf8")
             continue
@@ -380,39 +395,73 @@ def _jsonl_records(f, opts, stats, start, offset, stride, count_errors):
             yield i, text
 
 
-def _parquet_records(f, opts, stats, start, offset, stride, count_errors):
+def _part_count(lo: int, hi: int, offset: int, stride: int) -> int:
+    """How many record indices ``i`` in ``[lo, hi)`` have ``i % stride == offset``."""
+    def below(x):  # indices in [0, x) of this part
+        return max(0, (x - offset + stride - 1) // stride)
+    return below(hi) - below(lo) if hi > lo else 0
+
+
+def _as_bytes(column):
+    """A parquet text column as raw values: ``string`` -> ``binary`` (no UTF-8 check), so
+    one bad value costs one record; dictionary columns are decoded first. Other types
+    are left as they are (their values are then counted as ``text_not_string``)."""
+    import pyarrow as pa
+
+    t = column.type
+    if pa.types.is_dictionary(t):
+        column, t = column.cast(t.value_type), t.value_type
+    for is_text, raw in ((pa.types.is_string, pa.binary()),
+                         (pa.types.is_large_string, pa.large_binary()),
+                         (getattr(pa.types, "is_string_view", lambda _: False),
+                          getattr(pa, "binary_view", pa.binary)())):
+        if is_text(t):
+            return column.cast(raw)
+    return column
+
+
+_warned_missing: set = set()
+
+
+def _parquet_records(f, opts, stats, start, offset, stride, count_errors, path=""):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(f)
-    except (pa.ArrowInvalid, OSError):
+        names = pf.schema_arrow.names
+    except (pa.ArrowException, OSError):
         if count_errors:
             stats.skip("invalid_parquet")
         return
-    if opts.field not in pf.schema_arrow.names:
-        raise ValueError(f"parquet shard has no column {opts.field!r} "
-                         f"(columns: {pf.schema_arrow.names}); set text_field in the mixture")
+    total = pf.metadata.num_rows
+    if opts.field not in names:
+        # The whole file is skipped: every one of its rows counts as missing its text.
+        stats.skip("missing_text", _part_count(start, total, offset, stride))
+        if count_errors and path not in _warned_missing:
+            _warned_missing.add(path)
+            log.warning("%s: no column %r (columns: %s); the whole file is skipped and its "
+                        "rows counted as missing_text. Set text_field for this source in the "
+                        "mixture if the text is in another column.", path, opts.field, names)
+        return
     first = 0
     for g in range(pf.num_row_groups):
         n = pf.metadata.row_group(g).num_rows
-        if first + n <= start:  # resume: skip whole row groups without reading them
-            first += n
+        lo, first = max(first, start), first + n
+        if first <= start:  # resume: skip whole row groups without reading them
             continue
         try:
-            column = pf.read_row_group(g, columns=[opts.field]).column(0).to_pylist()
-        except (pa.ArrowInvalid, OSError):
-            if count_errors:
-                stats.skip("invalid_parquet")
-            return
+            column = _as_bytes(pf.read_row_group(g, columns=[opts.field]).column(0)).to_pylist()
+        except (pa.ArrowException, OSError):
+            stats.skip("invalid_row_group", _part_count(lo, first, offset, stride))
+            continue
         for j, value in enumerate(column):
-            i = first + j
+            i = first - n + j
             if i < start or i % stride != offset:
                 continue
             text = _check_text(value, stats)
             if text is not None:
                 yield i, text
-        first += n
 
 
 def _text_records(f, opts, stats, start, offset, stride, count_errors):
@@ -459,7 +508,7 @@ def read_shard(path: str, opts: ReadOptions, stats: SourceStats, start: int = 0,
             return
         f.seek(0)
         if head == b"PAR1":
-            reader = _parquet_records
+            reader = functools.partial(_parquet_records, path=str(path))
         elif opts.format == "text":
             reader = _text_records
         elif opts.format == "refinedweb":
