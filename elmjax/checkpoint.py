@@ -177,16 +177,32 @@ class Checkpointer:
             items = {"state": ocp.args.PyTreeRestore(
                 item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target))}
             # A checkpoint made by ``elmjax import`` has no data position: start the data fresh.
-            if data is not None and (self.directory / str(step) / "data").exists():
+            data_dir, resplit = self.directory / str(step) / "data", False
+            if data is not None and data_dir.exists():
                 import grain
 
-                items["data"] = grain.checkpoint.CheckpointRestore(data)
+                from elmjax.data import hosts
+
+                # Another host count: refused (HostCountError, not damage) or re-split.
+                resplit = hosts.check_host_count(data_dir, jax.process_count(),
+                                                 bool(self.cfg.get("data", {}).get("allow_resplit", False)),
+                                                 where)
+                if resplit and not hasattr(data, "resplit"):
+                    raise hosts.HostCountError(f"{where}: {type(data).__name__} data cannot be "
+                                               f"re-split for another host count")
+                if not resplit:
+                    items["data"] = grain.checkpoint.CheckpointRestore(data)
             try:
                 restored = self.manager.restore(step, args=ocp.args.Composite(**items))
             except Exception as e:  # noqa: BLE001 - truncated/missing files: fall back
                 log.warning("%s is damaged (%s: %s); using the previous one",
                             where, type(e).__name__, str(e)[:200])
                 continue
+            if resplit:
+                data.resplit(hosts.saved_positions(data_dir))
+                log.warning("%s: data positions of %d host(s) re-split for %d (every source "
+                            "starts a new epoch; data.allow_resplit)", where,
+                            hosts.saved_host_count(data_dir), jax.process_count())
             return restored["state"], step
         return None
 

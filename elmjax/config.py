@@ -143,6 +143,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.worker_buffer_size = 2  # blocks each worker keeps ready
     c.data.prefetch = 2  # batches a background thread keeps ready; 0 = off
     c.data.tokenizer_threads = 1  # SentencePiece threads per process
+    c.data.allow_resplit = False  # resume on another host count: re-split the data (new epoch)
     # Drop documents whose source `quality_field` scores below this (None: off).
     c.data.min_quality = ml_collections.config_dict.placeholder(float)
 

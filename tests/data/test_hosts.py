@@ -132,3 +132,42 @@ def test_restart_on_another_host_count(shards, tmp_path):
     (data_dir / "process_2-of-3.json").write_text("{}")
     with pytest.raises(hosts.HostCountError, match=r"\[2, 3\] hosts"):
         hosts.saved_positions(data_dir)
+
+
+def test_checkpoint_restore_refuses_or_resplits_another_host_count(shards, tmp_path):
+    import jax
+    import jax.numpy as jnp
+
+    from elmjax import checkpoint
+
+    cfg = make_cfg(mixture=shards)
+    state = {"x": jnp.arange(4.0)}
+    saver = checkpoint.Checkpointer(tmp_path / "run", cfg)
+    data = TrainData(cfg, process_index=0, process_count=1)
+    for s in range(5):
+        data.next_batch(s)
+    saver.save(5, state, data, force=True)
+    saver.close()
+    data_dir = tmp_path / "run" / "checkpoints" / "5" / "data"
+    assert "process_0-of-1.json" in [p.name for p in data_dir.iterdir()]
+    # Make it a checkpoint of a 2-host run: each host's position from its own share.
+    (data_dir / "process_0-of-1.json").unlink()
+    _save_positions(cfg, data_dir, count=2, steps=5)
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
+    shardings = jax.tree.map(lambda _: sharding, state)
+    with pytest.raises(hosts.HostCountError, match=r"written by 2 host\(s\) but this run has 1"):
+        checkpoint.Checkpointer(tmp_path / "run", cfg).restore_latest(
+            abstract, shardings, TrainData(cfg))
+    cfg.data.allow_resplit = True
+    restorer = checkpoint.Checkpointer(tmp_path / "run", cfg)
+    data = TrainData(cfg)
+    restored, step = restorer.restore_latest(abstract, shardings, data)
+    restorer.close()
+    assert step == 5 and np.array_equal(restored["x"], state["x"])
+    direct = TrainData(cfg)
+    direct.resplit(hosts.saved_positions(data_dir))
+    for s in range(5, 8):
+        np.testing.assert_array_equal(data.next_batch(s)["inputs"], direct.next_batch(s)["inputs"])
+    data.close()
+    direct.close()
