@@ -211,3 +211,37 @@ def test_compressed_stream_damage(tmp_path):
     got, skipped = read(write(tmp_path / "sum.zst", zstandard.ZstdCompressor().compress(first)
                               + bytes(z)), "pile")
     assert skipped == {"corrupt_zstd": 1} and [t for _, t in got][:5] == texts[:5]
+
+
+def test_data_inspect_one_pass_reports_every_skip_and_exits_0(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from elmjax import cli
+
+    web = [doc(i) for i in range(12)]
+    parquet(tmp_path / "web" / "a.parquet",
+            pa.table({"content": text_column(VALUES, "string")}))           # bad values
+    rg = parquet(tmp_path / "web" / "b.parquet", pa.table({"content": web}))
+    _corrupt_row_group(rg, 2)                                                # 4 rows lost
+    parquet(tmp_path / "web" / "c.parquet", pa.table({"text": web[:5]}))    # wrong column
+    write(tmp_path / "web" / "d.parquet", b"")
+    raw = jsonl_bytes(web[:6])
+    g = bytearray(gzip.compress(raw, mtime=0))
+    g[-6] ^= 0xFF
+    write(tmp_path / "books" / "a.json.gz", bytes(g))
+    write(tmp_path / "books" / "b.jsonl", b'{"text": "' + BAD + b'"}\n' + jsonl_bytes(web))
+    mix = write(tmp_path / "mix.yaml", yaml.safe_dump({"sources": [
+        {"name": "web", "format": "refinedweb", "paths": ["web/*.parquet"], "weight": 1},
+        {"name": "books", "format": "dolma", "paths": ["books/*"], "weight": 1}]}).encode())
+    rc = cli.main(["data", "inspect", "--mixture", mix, "--one-pass", "--json",
+                   "--seq-len", "128", "--batch-size", "4"])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)["sources"]
+    assert report["web"]["records_skipped"] == {
+        **EXPECTED_SKIPS, "missing_text": EXPECTED_SKIPS["missing_text"] + 5,
+        "invalid_row_group": 4, "empty_file": 1}
+    assert report["web"]["documents_read"] == len(GOOD) + 8
+    assert report["books"]["records_skipped"] == {"corrupt_gzip": 1, "invalid_utf8": 1}
+    assert report["books"]["documents_read"] == len(web)
