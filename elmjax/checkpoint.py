@@ -37,6 +37,10 @@ class IncompatibleCheckpointError(ValueError):
     """A checkpoint does not fit the current config (model shape or tokenizer differ)."""
 
 
+class DamagedCheckpointError(ValueError):
+    """No checkpoint of a run can be read (or one lacks what it should hold)."""
+
+
 def checkpoint_dir(workdir) -> epath.Path:
     """``workdir/checkpoints`` as an absolute path (Orbax requires one; URLs stay as given)."""
     return epath.Path(storage.output_path(workdir)) / "checkpoints"
@@ -204,6 +208,10 @@ class Checkpointer:
                             "starts a new epoch; data.allow_resplit)", where,
                             hosts.saved_host_count(data_dir), jax.process_count())
             return restored["state"], step
+        if steps:  # never start afresh over checkpoints that exist: they would be overwritten
+            raise DamagedCheckpointError(
+                f"{self.directory}: no checkpoint of {steps} can be restored (see the warnings "
+                f"above); move the directory away or use another --workdir to start afresh")
         return None
 
     def close(self) -> None:
@@ -258,7 +266,15 @@ def read_params(workdir, step, abstract_params, cfg=None):
             item={"params": target},
             restore_args={"params": ocp.checkpoint_utils.construct_restore_args(target)},
             partial_restore=True)))
-    return saved, restored["state"]["params"]
+    params = restored["state"]["params"]
+    # A partial restore leaves what the checkpoint lacks as abstract placeholders.
+    missing = [jax.tree_util.keystr(p) for p, x in jax.tree_util.tree_leaves_with_path(params)
+               if isinstance(x, jax.ShapeDtypeStruct)]
+    if missing:
+        raise DamagedCheckpointError(
+            f"checkpoint {directory / str(step)} has no parameter {missing[0]} ({len(missing)} "
+            f"missing): it is not a checkpoint of this run's model")
+    return saved, params
 
 
 def list_checkpoints(workdir) -> list[dict]:

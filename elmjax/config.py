@@ -15,6 +15,7 @@ the curriculum (``elmjax.data.curriculum``).
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import ml_collections
@@ -404,6 +405,11 @@ def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     bad = [o for o in overrides if not o.startswith("--config.")]
     if bad:
         raise ConfigError(f"overrides must look like --config.section.key=value, got {bad}")
+    path = storage.resolve(spec.split(":", 1)[0])
+    if not os.path.isfile(path):
+        what = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise ConfigError(f"--config {path} {what}: give a config file such as "
+                          f"experiments/quickstart.py")
     argv = ["elmjax", f"--config={spec}", *overrides]
     fv = flags.FlagValues()
     config_flags.DEFINE_config_file("config", default=None, flag_values=fv, lock_config=False,
@@ -413,7 +419,15 @@ def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
         # unknown key, wrong type, missing or broken config file
         raise ConfigError(f"--config {spec} {' '.join(overrides)}: {e}") from None
-    cfg = fv.config
+    except (SyntaxError, ImportError, OSError, NameError) as e:  # the file is not a config
+        raise ConfigError(f"--config {path} could not be loaded: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    try:
+        cfg = fv.config
+    except Exception as e:  # noqa: BLE001 - the file itself fails to load (syntax, imports, ...)
+        cause = e.__cause__ or e.__context__ or e
+        raise ConfigError(f"--config {path} could not be loaded: {type(cause).__name__}: "
+                          f"{str(cause).splitlines()[0] if str(cause) else ''}") from None
     if cfg is None:
         raise ConfigError(f"--config {spec!r} did not produce a config")
     return resolve_paths(validate(cfg))
