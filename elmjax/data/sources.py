@@ -17,10 +17,10 @@ format         files                                           text field
 =============  ==============================================  ============
 
 JSON-lines files are decompressed by their magic bytes (gzip ``1f 8b``, zstd
-``28 b5 2f fd``), so a file's name never has to be right. Every gzip member and
-every zstd frame is read; a stream that stops inside a member or frame is
-reported as truncated (Python's readers either raise or, for zstd, stop
-silently, so the frames are walked here by hand).
+``28 b5 2f fd``; :mod:`elmjax.data.streams`), so a file's name never has to be right.
+Parquet text columns are read row group by row group as raw bytes, so one value that
+is not UTF-8 costs one record. docs/data_robustness.md lists, per format, what can go
+wrong in a shard and how it is counted.
 
 Bad input never raises: it is counted in a :class:`SourceStats` under one of
 :data:`SKIP_REASONS` and the reader goes on. ``tfds`` sources (random access)
@@ -33,10 +33,11 @@ import dataclasses
 import functools
 import json
 import logging
-import zlib
 from typing import Any, Iterator
 
 from etils import epath
+
+from elmjax.data import streams
 
 log = logging.getLogger("elmjax.data")
 
@@ -62,9 +63,6 @@ SKIP_REASONS = (
     "excluded_set",      # pile: pile_set_name not in the kept list
 )
 
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_CHUNK = 1 << 20
 
 
 @dataclasses.dataclass
@@ -208,116 +206,6 @@ def assign_part(shards: list[str], index: int, count: int,
     return list(shards), record_offset + index * record_stride, record_stride * count
 
 
-# --------------------------------------------------------------------------- decompression
-
-
-class _Truncated(Exception):
-    pass
-
-
-def _raw_chunks(f) -> Iterator[bytes]:
-    while True:
-        b = f.read(_CHUNK)
-        if not b:
-            return
-        yield b
-
-
-def _frames(chunks: Iterator[bytes], new_decoder, zero_padding_ok: bool) -> Iterator[bytes]:
-    """Decompresses a stream of concatenated members/frames, each with a fresh decoder
-    (``new_decoder()``: an object with ``decompress``, ``eof``, ``unused_data``).
-
-    Raises _Truncated when the stream ends inside a member (some decoders stop silently at
-    a cut frame). ``zero_padding_ok``: trailing zero bytes after the last member are legal
-    (gzip).
-    """
-    d = new_decoder()
-    started = False
-    for data in chunks:
-        while data:
-            out = d.decompress(data)
-            started = True
-            if out:
-                yield out
-            if d.eof:
-                data = d.unused_data
-                d = new_decoder()
-                started = False
-                if zero_padding_ok and data and not data.strip(b"\x00"):
-                    data = b""
-            else:
-                data = b""
-    if started:
-        tail = d.flush()
-        if tail:
-            yield tail
-        raise _Truncated()
-
-
-def _gzip_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Every member of a (multi-member) gzip stream; raises _Truncated on a cut member."""
-    return _frames(chunks, lambda: zlib.decompressobj(31), zero_padding_ok=True)
-
-
-def _zstd_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Every frame of a (multi-frame) zstd stream; raises _Truncated on a cut frame."""
-    import zstandard
-
-    dctx = zstandard.ZstdDecompressor()
-    return _frames(chunks, dctx.decompressobj, zero_padding_ok=False)
-
-
-def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Splits a byte stream into lines; an unterminated last line is yielded too."""
-    rest = b""
-    for chunk in chunks:
-        parts = (rest + chunk).split(b"\n")
-        rest = parts.pop()
-        yield from parts
-    if rest:
-        yield rest
-
-
-def _decoded_lines(f, stats: SourceStats, count_errors: bool) -> Iterator[bytes]:
-    """Lines of a plain, gzip or zstd file (detected by magic bytes).
-
-    On a truncated stream the cut (unterminated) last line is dropped and the
-    truncation is counted once (by the part with ``count_errors``).
-    """
-    head = f.read(4)
-    chunks = _raw_chunks(f)
-
-    def with_head():
-        yield head
-        yield from chunks
-
-    if head[:2] == _GZIP_MAGIC:
-        kind, decoded, corrupt = "gzip", _gzip_chunks(with_head()), (zlib.error,)
-    elif head == _ZSTD_MAGIC:
-        import zstandard
-
-        kind, decoded, corrupt = "zstd", _zstd_chunks(with_head()), (zstandard.ZstdError,)
-    else:
-        yield from _lines(with_head())
-        return
-    rest = b""
-    try:
-        for chunk in decoded:
-            parts = (rest + chunk).split(b"\n")
-            rest = parts.pop()
-            yield from parts
-    except _Truncated:
-        if count_errors:
-            stats.skip("truncated_" + kind)
-        return
-    except corrupt:  # bad compressed bytes or checksum: nothing after them can be trusted
-        if count_errors:
-            stats.skip("corrupt_" + kind)
-        return
-    if rest:
-        yield rest
-
-
 # --------------------------------------------------------------------------- records
 
 
@@ -375,7 +263,7 @@ def _check_text(text: Any, stats: SourceStats) -> str | None:
 
 
 def _jsonl_records(f, opts, stats, start, offset, stride, count_errors):
-    for i, line in enumerate(_decoded_lines(f, stats, count_errors)):
+    for i, line in enumerate(streams.decoded_lines(f, stats, count_errors)):
         if i < start or i % stride != offset:
             continue
         if not line.strip():
@@ -466,9 +354,9 @@ def _parquet_records(f, opts, stats, start, offset, stride, count_errors, path="
 
 def _text_records(f, opts, stats, start, offset, stride, count_errors):
     if opts.text_documents == "line":
-        lines = (line for line in _decoded_lines(f, stats, count_errors) if line.strip())
+        lines = (line for line in streams.decoded_lines(f, stats, count_errors) if line.strip())
     else:
-        lines = iter([b"".join(_raw_chunks(f))])
+        lines = iter([b"".join(streams.raw_chunks(f))])
     for i, raw in enumerate(lines):
         if i < start or i % stride != offset:
             continue
