@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from elmjax import checkpoint, metrics
+from elmjax.train.state import load_params
 from tests.train.conftest import ROOT
 
 STEPS, EVERY, KEEP = 160, 8, 3
@@ -129,8 +130,8 @@ def test_repeated_kills_end_bitwise_where_an_uninterrupted_run_ends(tmp_path):
     assert len(rows) > STEPS  # steps after a checkpoint were run (and logged) twice
 
     # The final parameters too.
-    _, want = checkpoint.load_params(reference)
-    _, got = checkpoint.load_params(workdir)
+    _, want = load_params(reference)
+    _, got = load_params(workdir)
     for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -140,5 +141,5 @@ def test_repeated_kills_end_bitwise_where_an_uninterrupted_run_ends(tmp_path):
     assert not any(r["damaged"] for r in listed), listed
     assert {p.name for p in (workdir / "checkpoints").iterdir()} == {str(r["step"]) for r in listed}
     for r in listed:
-        checkpoint.load_params(workdir, step=r["step"])
+        load_params(workdir, step=r["step"])
     print(json.dumps(history))
