@@ -143,3 +143,11 @@ def test_repeated_kills_end_bitwise_where_an_uninterrupted_run_ends(tmp_path):
     for r in listed:
         load_params(workdir, step=r["step"])
     print(json.dumps(history))
+
+
+def test_a_row_torn_by_a_kill_does_not_break_the_metrics(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2.5}\n{"step": 2, "lo')
+    writer = metrics.MetricsWriter(tmp_path)
+    writer.write(2, {"loss": 2.25})
+    writer.close()
+    assert metrics.read_metrics(tmp_path) == [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.25}]
