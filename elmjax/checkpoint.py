@@ -234,10 +234,23 @@ def _reading(workdir, step: int | None = None):
         step = steps[-1] if step is None else step
         if step not in steps:
             raise FileNotFoundError(f"{directory}: no checkpoint at step {step} (have {steps})")
-        meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        try:
+            meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as e:  # noqa: BLE001 - any unreadable file of the step
+            raise _damaged(directory, step, steps, e) from None
         yield mgr, directory, step, meta
     finally:
         mgr.close()
+
+
+def _damaged(directory, step: int, steps: list, e: Exception) -> DamagedCheckpointError:
+    """The one-line error for a checkpoint step whose files cannot be read."""
+    detail = " ".join(str(e).split())[:160]
+    others = [s for s in steps if s != step]
+    fix = (f"choose another with --step (this run also has {others})" if others
+           else "it is the run's only checkpoint")
+    return DamagedCheckpointError(f"checkpoint {directory / str(step)} is damaged "
+                                  f"({type(e).__name__}: {detail}); {fix}")
 
 
 def saved_config(workdir, step: int | None = None) -> ml_collections.ConfigDict:
@@ -262,10 +275,13 @@ def read_params(workdir, step, abstract_params, cfg=None):
         sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                               abstract_params(saved))
-        restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-            item={"params": target},
-            restore_args={"params": ocp.checkpoint_utils.construct_restore_args(target)},
-            partial_restore=True)))
+        try:
+            restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+                item={"params": target},
+                restore_args={"params": ocp.checkpoint_utils.construct_restore_args(target)},
+                partial_restore=True)))
+        except Exception as e:  # noqa: BLE001 - truncated, missing or foreign files
+            raise _damaged(directory, step, sorted(mgr.all_steps()), e) from None
     params = restored["state"]["params"]
     # A partial restore leaves what the checkpoint lacks as abstract placeholders.
     missing = [jax.tree_util.keystr(p) for p, x in jax.tree_util.tree_leaves_with_path(params)

@@ -250,3 +250,35 @@ def test_export_respects_the_umask(env, tmp_path):
     for name in ("model.safetensors", "config.json", "tokenizer.model"):
         assert os.stat(tmp_path / "a" / name).st_mode & 0o777 == 0o644, name
         assert os.stat(tmp_path / "b" / name).st_mode & 0o777 == 0o660, name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_each_file_of_a_checkpoint_damaged_in_turn(env, tmp_path, capsys, damage):
+    """``export`` of a step with one file damaged either writes exactly the undamaged weights
+    (the file is not needed for them) or fails with one line and writes nothing."""
+    step = env / "run" / "checkpoints" / "2"
+    files = sorted(str(p.relative_to(step)) for p in step.rglob("*") if p.is_file())
+    want = (env / "hf" / "model.safetensors").read_bytes()
+    outcomes = {}
+    for i, rel in enumerate(files):
+        work = tmp_path / f"w{i}"
+        shutil.copytree(env / "run", work)
+        victim = work / "checkpoints" / "2" / rel
+        if damage == "delete":
+            victim.unlink()
+        else:
+            victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+        out = tmp_path / f"out{i}"
+        rc, _, err = run(["export", "--workdir", str(work), "--out", str(out)], capsys)
+        assert "Traceback" not in err, (rel, err)
+        if rc == 0:
+            assert (out / "model.safetensors").read_bytes() == want, rel
+            outcomes[rel] = "exported, identical"
+        else:
+            lines = [line for line in err.splitlines() if line.startswith("elmjax export:")]
+            assert len(lines) == 1 and not out.exists(), (rel, err)
+            assert "checkpoints/2 is damaged" in lines[0], lines[0]
+            outcomes[rel] = f"refused: {lines[0][:100]}"
+    print(json.dumps(outcomes, indent=1))
+    assert any(v.startswith("refused") for v in outcomes.values())  # the damage had teeth
