@@ -135,6 +135,10 @@ ROWS += [
           ("tokenizer_not_sentencepiece", "tokenizer", "junk.model", "junk.model"))],
     ("train-vocab_exceeds_model", "train --config {T}/cfg.py --workdir {T}/new_run "
      "--config.model.vocab_size=1000", "model.vocab_size"),
+    ("data_inspect-vocab_exceeds_model", "data inspect --config {T}/cfg.py "
+     "--config.model.vocab_size=1000", "model.vocab_size"),
+    ("finetune-mesh_not_device_count", "finetune --config " + str(ROOT / "experiments" /
+     "quickstart_sft.py") + " --init {T}/hf --workdir {T}/new_run --config.mesh.data=3", "mesh"),
     ("train-batch_not_divisible_by_batch_axes", "train --config {T}/cfg.py --workdir "
      "{T}/new_run --config.train.global_batch_size=7", "global_batch_size"),
     ("train-batch_not_divisible_by_microbatches", "train --config {T}/cfg.py --workdir "
