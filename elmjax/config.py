@@ -432,7 +432,11 @@ def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
         fv(argv)
     except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
         # unknown key, wrong type, missing or broken config file
-        raise ConfigError(f"--config {spec} {' '.join(overrides)}: {e}") from None
+        detail, quotes = str(e), " "
+        if "\\n" in detail:  # absl's message for an unknown key is a nested KeyError repr
+            detail, quotes = detail.replace("\\n", "\n").replace("\\'", "'"), " '"
+        detail = "; ".join(x.strip(quotes) for x in detail.splitlines() if x.strip(quotes))
+        raise ConfigError(f"--config {spec} {' '.join(overrides)}: {detail}") from None
     except (SyntaxError, ImportError, OSError, NameError) as e:  # the file is not a config
         raise ConfigError(f"--config {path} could not be loaded: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}") from None

@@ -73,8 +73,8 @@ def _one_line(e: BaseException) -> str:
     """An exception's message on one line (the first line of a multi-line message, which is
     the one that names the problem), with the file name of an OS error."""
     msg = str(e).strip()
-    if isinstance(e, OSError) and e.filename and str(e.filename) not in msg:
-        msg = f"{e.filename}: {msg}"
+    if isinstance(e, OSError) and e.filename and e.strerror:  # "[Errno 21] ..." -> "path: ..."
+        msg = f"{e.filename}: {e.strerror}"
     if isinstance(e, KeyError):
         msg = f"missing key {msg}"
     lines = [x for x in msg.splitlines() if x.strip()]

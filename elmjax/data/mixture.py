@@ -149,7 +149,8 @@ def load(path: str) -> list[SourceSpec]:
     """
     p = epath.Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"mixture file not found: {path}")
+        what = "is a directory, not a YAML file" if p.is_dir() else "not found"
+        raise FileNotFoundError(f"mixture file {what}: {path}")
     try:
         doc = yaml.safe_load(p.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as e:
