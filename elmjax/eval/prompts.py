@@ -111,13 +111,13 @@ class ShotSampler:
         """
         if n == 0:
             return []
-        if n > len(self.pool):
+        if n + (exclude is not None) > len(self.pool):
             raise ValueError(f"{n} shots requested but the few-shot split has only "
                              f"{len(self.pool)} documents")
+        if self.kind == "first_n":  # no first_n task here excludes the evaluated document
+            return self.pool[:n]
         idx = list(range(len(self.pool)))
-        if self.kind == "first_n":
-            chosen = [i for i in idx if exclude is None or self.keys[i] != exclude][:n]
-        elif exclude is None:
+        if exclude is None:
             chosen = self.rnd.sample(idx, n)
         else:
             chosen = [i for i in self.rnd.sample(idx, n + 1) if self.keys[i] != exclude][:n]
@@ -282,9 +282,10 @@ class Task:
         if self.fewshot_split is None:
             raise ValueError(f"{self.name} has no few-shot split: run it 0-shot")
         pool_docs = self.docs(data_dir, split=self.fewshot_split)
-        if len(pool_docs) < n:
+        need = n + 1 if self.exclude_eval_doc else n  # lm-eval draws one more to drop
+        if len(pool_docs) < need:
             raise task_data.TaskDataError(
-                f"{self.name}: {n}-shot prompts need at least {n} documents in its "
+                f"{self.name}: {n}-shot prompts need at least {need} documents in its "
                 f"'{self.fewshot_split}' split under {data_dir!r}, which has {len(pool_docs)}")
         pool = [self.build(d) for d in pool_docs]
         exclude = (docs, pool_docs) if self.exclude_eval_doc else None

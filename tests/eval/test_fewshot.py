@@ -227,3 +227,16 @@ def test_cli_suite_table_json_and_missing_shots(tiny_lm, tokenizer_path, task_da
                    "arc_challenge", "--num-fewshot", "2", "--data-dir", task_data[0]])
     err = capsys.readouterr().err
     assert rc == 2 and os.path.join(task_data[0], "arc_challenge", "train.jsonl") in err
+
+
+def test_eval_doc_exclusion_needs_one_more_shot(tmp_path):
+    docs = fewshot_docs()
+    root = tmp_path / "hellaswag"
+    root.mkdir()
+    (root / "validation.jsonl").write_text(json.dumps(docs[("hellaswag", "validation")][0]))
+    (root / "train.jsonl").write_text(
+        "".join(json.dumps(d) + "\n" for d in docs[("hellaswag", "train")][:10]))
+    task = tasks.get_task("hellaswag")
+    with pytest.raises(tasks.TaskDataError, match="10-shot prompts need at least 11 documents"):
+        task.requests(str(tmp_path), shots=10)
+    assert len(task.requests(str(tmp_path), shots=9)[1]) == 1
