@@ -73,9 +73,13 @@ class OpenELM(nn.Module):
         y = matmul(h, self.token_embeddings, h.dtype, jnp.float32, w_in_axis=1)
         return parallel.constrain(y, ("batch", "length", "vocab")) if y.ndim == 3 else y
 
-    def __call__(self, tokens, segment_ids=None, positions=None):
-        """Logits float32 ``[batch, length, vocab]``; see :func:`forward`."""
-        return self.logits(self.hidden(tokens, segment_ids, positions))
+    def __call__(self, tokens, segment_ids=None, positions=None, logits_at=None):
+        """Logits float32 ``[batch, length, vocab]`` (``[batch, k, vocab]`` at ``logits_at``);
+        see :func:`forward`."""
+        h = self.hidden(tokens, segment_ids, positions)
+        if logits_at is not None:  # only these positions: [batch, k] -> logits [batch, k, vocab]
+            h = jnp.take_along_axis(h, logits_at[..., None], axis=1)
+        return self.logits(h)
 
     def hidden(self, tokens, segment_ids=None, positions=None):
         """The last block's output ``[batch, length, model_dim]`` (before the final norm)."""
@@ -175,14 +179,17 @@ def logical_axes(config) -> dict:
     return nn.get_partition_spec(boxed)
 
 
-def forward(config, params, tokens, segment_ids=None, positions=None) -> jax.Array:
+def forward(config, params, tokens, segment_ids=None, positions=None,
+            logits_at=None) -> jax.Array:
     """float32 logits ``[batch, length, vocab]`` for int tokens ``[batch, length]``.
 
     ``segment_ids`` ``[batch, length]`` (packed documents; tokens only attend within
     their segment) and ``positions`` ``[batch, length]`` (RoPE positions, restarting
     per document) are optional; by default one document starting at position 0.
+    ``logits_at`` (int ``[batch, k]``) computes the head only at those positions and
+    returns ``[batch, k, vocab]`` (scoring needs only the continuation's logits).
     """
-    return build(config).apply({"params": params}, tokens, segment_ids, positions)
+    return build(config).apply({"params": params}, tokens, segment_ids, positions, logits_at)
 
 
 def forward_hidden(config, params, tokens, segment_ids=None, positions=None) -> jax.Array:
