@@ -202,6 +202,10 @@ ROWS += [
     ("tokenizer_train-output_is_dir", "tokenizer train --mixture " + MIXTURE + " --output {T}/adir "
      "--vocab-size 512 --max-documents 40", "adir"),
     ("data_inspect-mixture_flag_missing", "data inspect --mixture {T}/none.yaml", "none.yaml"),
+    # Planning for a TPU slice (fails before libtpu is needed).
+    ("plan-unknown_generation", "plan --config {T}/cfg.py --topology v9-8", "v9-8"),
+    ("plan-cores_not_a_power_of_two", "plan --config {T}/cfg.py --topology v5p-12", "v5p-12"),
+    ("plan-no_slices", "plan --config {T}/cfg.py --topology v5p-8 --num-slices 0", "--num-slices"),
 ]
 
 
