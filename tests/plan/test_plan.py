@@ -123,3 +123,18 @@ def test_impossible_config_reports_does_not_fit(monkeypatch, capsys):
         assert key in r
     text = plan.format_report(r)
     assert "DOES NOT FIT" in text and f"{r['available_bytes'] / 2 ** 30:.2f} GiB" in text
+
+
+def test_search_space_tries_meshes_that_divide_the_batch_cheapest_memory_last():
+    cfg = config.load("experiments/quickstart.py", ["--config.train.global_batch_size=16"])
+    groups = plan.search_space(cfg, 8)
+    meshes = {(g[0]["mesh.data"], g[0]["mesh.fsdp"], g[0]["mesh.tensor"]) for g in groups}
+    assert meshes == {(1, 8, 1), (8, 1, 1), (1, 4, 2), (1, 2, 4)}
+    for ladder in groups:
+        assert ladder[0]["model.remat"] == "none" and ladder[0]["train.microbatches"] == 1
+        for o in ladder:  # every candidate is a valid config whose batch splits evenly
+            c = plan.with_overrides(cfg, o)
+            assert 16 % (c.mesh.data * c.mesh.fsdp * c.train.microbatches) == 0
+        # data=8 leaves 2 rows per device: at most 2 microbatches.
+        if ladder[0]["mesh.data"] == 8:
+            assert max(o["train.microbatches"] for o in ladder) == 2
