@@ -76,8 +76,9 @@ def main() -> None:
     ap.add_argument("--only", default="", help="run only rows whose label+topology contain this")
     ap.add_argument("--search", type=int, default=0,
                     help="pod rows: search up to this many configurations per row (0: FSDP as given)")
-    ap.add_argument("--out", default="benchmarks/pod_table.jsonl")
+    ap.add_argument("--out", default=None, help="default: benchmarks/pod_table_<rows>.jsonl")
     args = ap.parse_args()
+    args.out = args.out or f"benchmarks/pod_table_{args.rows}.jsonl"
     done = {}
     if os.path.exists(args.out):
         with open(args.out) as f:
