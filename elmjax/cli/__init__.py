@@ -41,8 +41,9 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     from elmjax.config import ConfigError
+    from elmjax.storage import StorageError
 
     try:
         return int(args.func(args, overrides) or 0)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, FileNotFoundError, StorageError) as e:
         return fail(args.command, e, EXIT_USAGE)

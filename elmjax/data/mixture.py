@@ -29,6 +29,7 @@ import dataclasses
 import yaml
 from etils import epath
 
+from elmjax import storage
 from elmjax.data.sources import FORMATS, ReadOptions
 
 _KEYS = {"name", "format", "paths", "weight", "tokens", "text_field", "pile_sets",
@@ -146,10 +147,10 @@ def load(path: str) -> list[SourceSpec]:
     when it is malformed.
     """
     p = epath.Path(path)
-    if not p.is_file():
+    if not storage.isfile(path):
         raise FileNotFoundError(f"mixture file not found: {path}")
     try:
-        doc = yaml.safe_load(p.read_text())
+        doc = yaml.safe_load(storage.read_bytes(path).decode("utf-8"))
     except yaml.YAMLError as e:
         raise MixtureError(f"{path}: not valid YAML: {e}") from None
     return parse(doc, where=str(path), base_dir=str(p.parent))

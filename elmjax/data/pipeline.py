@@ -31,6 +31,7 @@ import zlib
 import grain
 import numpy as np
 
+from elmjax import storage
 from elmjax.data import filters, mixture, sources
 from elmjax.data.packing import PackIterDataset
 from elmjax.data.sources import SourceStats
@@ -109,8 +110,9 @@ class _WindowIterator(grain.DatasetIterator):
     def _open(self):
         if self._tfds is not None:
             return self._tfds_records(self._record)
-        ds = self._ds
-        return sources.read_shard(self._order()[self._shard], ds.spec.read_options, self._pending,
+        ds, order = self._ds, self._order()
+        storage.prefetch(order[self._shard + 1:self._shard + 1 + storage.PREFETCH_FILES])
+        return sources.read_shard(order[self._shard], ds.spec.read_options, self._pending,
                                   self._record, ds.record_offset, ds.record_stride)
 
     def _num_shards(self):
