@@ -47,12 +47,17 @@ class MetricsWriter:
             from tensorboardX import SummaryWriter
 
             path = storage.join(self.dir, "metrics.jsonl")
-            if storage.is_remote(self.dir):
+            if storage.is_remote(self.dir):  # rewritten whole: never torn
                 _register_event_writers()
                 self._jsonl = storage.RewrittenFile(path, REMOTE_SYNC_S)
             else:
                 storage.makedirs(self.dir)
+                # A run killed while writing a row leaves it torn: end it, so new rows stay whole.
+                old = storage.read_bytes(path) if os.path.exists(path) else b""
+                torn = bool(old) and not old.endswith(b"\n")
                 self._jsonl = open(path, "a", encoding="utf-8")
+                if torn:
+                    self._jsonl.write("\n")
             self._tb = SummaryWriter(self.dir)
 
     def write(self, step: int, values: dict) -> None:
@@ -86,12 +91,18 @@ def _plain(v):
 
 
 def read_metrics(workdir) -> list[dict]:
-    """The rows of ``workdir/metrics.jsonl`` (empty list if there is none)."""
+    """The rows of ``workdir/metrics.jsonl`` (empty list if there is none); a row torn by a
+    run killed while writing it is left out."""
     path = storage.join(os.fspath(workdir), "metrics.jsonl")
     if not storage.isfile(path):
         return []
-    text = storage.read_bytes(path).decode("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = []
+    for line in storage.read_bytes(path).decode("utf-8", "replace").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue  # blank, or torn by a kill mid-write
+    return rows
 
 
 def plot_loss(workdir, out_name: str = "loss.png") -> str | None:
