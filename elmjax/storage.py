@@ -208,6 +208,14 @@ def _call(path, fn, *args, **kwargs):
         raise err from None
 
 
+def _no_bucket(path: str) -> bool:
+    """False when ``path``'s bucket exists; raises :class:`StorageError` when it does not (a
+    missing bucket is a wrong URI or account, never just a file not written yet)."""
+    if _bucket_exists(path):
+        return False
+    raise StorageError(f"{path}: bucket '{_bucket(path)}' does not exist")
+
+
 def _bucket_exists(path: str) -> bool:
     fs = filesystem(path)
     try:
@@ -223,7 +231,7 @@ def exists(path) -> bool:
         return os.path.exists(p)
     fs = filesystem(p)
     fs.invalidate_cache(p)  # another process (or host) may have written it since
-    return bool(_call(p, fs.exists, p))
+    return bool(_call(p, fs.exists, p)) or _no_bucket(p)
 
 
 def isfile(path) -> bool:
@@ -233,7 +241,7 @@ def isfile(path) -> bool:
         return os.path.isfile(p)
     fs = filesystem(p)
     fs.invalidate_cache(p)
-    return bool(_call(p, fs.isfile, p))
+    return bool(_call(p, fs.isfile, p)) or _no_bucket(p)
 
 
 def open_file(path, mode: str = "rb"):

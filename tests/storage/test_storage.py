@@ -53,6 +53,27 @@ def test_a_missing_bucket_is_named(stores, scheme):
         storage.read_bytes(f"{scheme}://no-such-bucket/x.jsonl")
     with pytest.raises(storage.StorageError, match="bucket 'no-such-bucket' does not exist"):
         storage.list_files(f"{scheme}://no-such-bucket/shards/*.jsonl")
+    with pytest.raises(storage.StorageError, match="bucket 'no-such-bucket' does not exist"):
+        storage.isfile(f"{scheme}://no-such-bucket/mixture.yaml")
+    make_bucket(f"{scheme}://a-bucket")
+    assert not storage.isfile(f"{scheme}://a-bucket/not-written-yet.yaml")
+
+
+def test_missing_s3_credentials_name_the_variables(stores, monkeypatch, tmp_path):
+    import s3fs
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        with pytest.raises(storage.StorageError, match="no usable s3:// credentials; set "
+                                                       "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
+            storage.read_bytes("s3://any-bucket/x.jsonl")
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
 
 
 @pytest.mark.parametrize("scheme", SCHEMES)
