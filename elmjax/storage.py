@@ -424,7 +424,7 @@ def prefetch(paths) -> None:
     opens next), so several files are in flight per host; local paths are ignored."""
     for p in map(os.fspath, paths):
         if is_remote(p) and p not in _early and p in _sizes and _sizes[p] > 0:
-            if len(_early) >= 64:  # bounded: drop the oldest unclaimed prefetch
+            if len(_early) >= 16:  # bounded (16 ranges): drop the oldest unclaimed prefetch
                 _early.pop(next(iter(_early))).cancel()
             _early[p] = _executor().submit(_read_range, filesystem(p), p, 0,
                                            min(CHUNK_BYTES, _sizes[p]))
