@@ -63,8 +63,10 @@ def _summarise(point: dict, samples: list[dict], n: int, message: str = "") -> F
 # --------------------------------------------------------------------------- L(C)
 
 
-def _power_law_fit(c: np.ndarray, loss: np.ndarray) -> dict | None:
-    """Least-squares ``E, A, alpha`` for ``loss = E + A c^-alpha`` (None if it fails)."""
+def _power_law_fit(c: np.ndarray, loss: np.ndarray, start: dict | None = None) -> dict | None:
+    """Least-squares ``E, A, alpha`` for ``loss = E + A c^-alpha`` (None if it fails).
+
+    Tries a small grid of starting points, or only ``start`` (a previous fit: bootstrap)."""
     x = np.log(c)
     x0 = float(np.mean(x))
 
@@ -73,20 +75,22 @@ def _power_law_fit(c: np.ndarray, loss: np.ndarray) -> dict | None:
 
     best = None
     lo = float(np.min(loss))
-    for alpha0 in (0.05, 0.2, 0.5):
-        for e_frac in (0.0, 0.5, 0.9):
-            e0 = e_frac * lo
-            p0 = (e0, np.log(max(float(np.mean(loss)) - e0, 1e-6)), alpha0)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    p, _ = optimize.curve_fit(model, x, loss, p0=p0, maxfev=20000,
-                                              bounds=([0.0, -30.0, 1e-4], [lo, 30.0, 5.0]))
-            except (RuntimeError, ValueError):
-                continue
-            sse = float(np.sum((model(x, *p) - loss) ** 2))
-            if best is None or sse < best[0]:
-                best = (sse, p)
+    if start is None:
+        starts = [(f * lo, a0) for a0 in (0.05, 0.2, 0.5) for f in (0.0, 0.5, 0.9)]
+    else:
+        starts = [(min(start["E"], 0.99 * lo), start["alpha"])]
+    for e0, alpha0 in starts:
+        p0 = (e0, np.log(max(float(np.mean(loss)) - e0, 1e-6)), alpha0)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                p, _ = optimize.curve_fit(model, x, loss, p0=p0, maxfev=20000,
+                                          bounds=([0.0, -30.0, 1e-4], [lo, 30.0, 5.0]))
+        except (RuntimeError, ValueError):
+            continue
+        sse = float(np.sum((model(x, *p) - loss) ** 2))
+        if best is None or sse < best[0]:
+            best = (sse, p)
     if best is None:
         return None
     e, log_a, alpha = best[1]
@@ -113,7 +117,7 @@ def fit_loss_vs_compute(compute, loss, *, bootstrap: int = 200, seed: int = 0,
         idx = rng.integers(0, len(c), len(c))
         if len(np.unique(c[idx])) < min_points:
             continue
-        fit = _power_law_fit(c[idx], loss[idx])
+        fit = _power_law_fit(c[idx], loss[idx], start=point)
         if fit is not None:
             samples.append(fit)
     message = ""

@@ -155,6 +155,7 @@ def run_sweep(spec: str, workdir: str, *, parallel: int = 1, devices_per_run: in
         f"{devices.platform} device(s) each")
     free = [list(range(i * per_run, (i + 1) * per_run)) for i in range(slots)]
     active = {}  # name -> (process, device ids, start time, log file)
+    stopped = set()  # runs already sent SIGTERM
     with _Stop() as stop:
         while todo or active:
             while todo and free and not stop.requested:
@@ -162,10 +163,10 @@ def run_sweep(spec: str, workdir: str, *, parallel: int = 1, devices_per_run: in
                 ids = free.pop(0)
                 active[name] = _start(spec, workdir, name, overrides, extra_overrides, devices,
                                       ids, log)
-            if stop.requested:
-                for proc, *_ in active.values():
-                    if proc.poll() is None:
-                        proc.send_signal(signal.SIGTERM)
+            if stop.requested:  # pass the stop on once; each run saves and exits 75
+                for name in set(active) - stopped:
+                    active[name][0].send_signal(signal.SIGTERM)
+                    stopped.add(name)
                 todo = []
             time.sleep(poll_s)
             for name in [n for n, (p, *_) in active.items() if p.poll() is not None]:
