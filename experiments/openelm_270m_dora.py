@@ -6,12 +6,13 @@ Launch::
         --workdir runs/openelm_270m_dora --config.sft.files=/path/to/commonsense_170k.json \
         --config.data.tokenizer=/path/to/llama/tokenizer.model
 
-Settings as in ``openelm_270m_lora.py`` (REFERENCE.md: the same rank, alpha, dropout,
+Settings as in ``openelm_270m_lora.py`` (docs/openelm.md: the same rank, alpha, dropout,
 targets and schedule, with DoRA's magnitude/direction decomposition).
 """
 
-from experiments.common import parse_arg
-from experiments.openelm_270m_lora import peft_preset
+from elmjax.presets import parse_arg, sibling
+
+peft_preset = sibling(__file__, "openelm_270m_lora").peft_preset
 
 
 def get_config(arg=None):

@@ -7,17 +7,17 @@ Launch (the data and weights are local files; nothing is downloaded)::
         --config.sft.files=/path/to/ultrafeedback_binarized/train_prefs-*.parquet \
         --config.data.tokenizer=/path/to/llama/tokenizer.model
 
-From REFERENCE.md: 5 epochs at learning rate 2e-5 for 270M, maximum length 1024, the
-Zephyr-style template. Apple trained with preference losses (DPO / hinge) on the
-chosen/rejected pairs; this config does supervised tuning on the chosen responses.
-Not in REFERENCE.md and chosen here: 64 conversations per step, one per row
+From docs/openelm.md (fine-tuning recipes): 5 epochs at learning rate 2e-5 for 270M,
+maximum length 1024, the Zephyr-style template. Apple trained with preference losses (DPO /
+hinge) on the chosen/rejected pairs; this config does supervised tuning on the chosen
+responses. Not in the paper and chosen here: 64 conversations per step, one per row
 (``sft.pack=False``, so ``steps`` = 5 epochs of the 61,135 prompts of ``train_prefs``),
 10% linear warm-up and cosine decay to zero (as in the alignment-handbook recipes).
 
 CPU-sized smoke run: ``--config experiments/openelm_270m_sft.py:smoke=True``.
 """
 
-from experiments.common import finetune_config, openelm_config, parse_arg
+from elmjax.presets import finetune_config, openelm_config, parse_arg
 
 
 def get_config(arg=None):

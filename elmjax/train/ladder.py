@@ -24,7 +24,7 @@ import math
 
 import ml_collections
 
-from elmjax.config import flops_per_token, layer_schedule, param_count
+from elmjax.model.schedule import flops_per_token, layer_schedule, param_count
 
 # Apple's released shapes: name -> (num_layers, model_dim, head_dim). REFERENCE facts.
 OPENELM_PRESETS = {
@@ -126,8 +126,7 @@ def make_rung(base_model: ml_collections.ConfigDict, shape: Shape, seq_len: int,
                  "model.head_dim": shape.head_dim,
                  **{f"model.{k}": v for k, v in model_overrides.items()}}
     m = model_with(base_model, overrides)
-    n = param_count(m)
-    return Rung(shape, overrides, n, n - m.vocab_size * m.model_dim,
+    return Rung(shape, overrides, param_count(m), param_count(m, embeddings=False),
                 flops_per_token(m, seq_len, causal=True))
 
 

@@ -13,13 +13,13 @@ gathers their results.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import os
 import shlex
 
 from elmjax import config as config_lib
+from elmjax import presets
 
 STATUS_FILE = "sweep_status.json"  # in each run directory, written by the sweep runner
 SWEEP_FILE = "sweep.json"  # in the sweep directory: the spec and extra overrides it ran with
@@ -34,9 +34,7 @@ def split_spec(spec: str) -> tuple[str, str | None]:
 def _module(path: str):
     if not os.path.exists(path):
         raise FileNotFoundError(f"sweep file not found: {path}")
-    spec = importlib.util.spec_from_file_location(f"elmjax_sweep_{abs(hash(path))}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = presets.config_module(path)
     if not hasattr(module, "get_sweep") or not hasattr(module, "get_config"):
         raise config_lib.ConfigError(f"{path}: a sweep file defines get_config() and get_sweep()")
     return module

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from elmjax.config import flops_per_token, param_count
+from elmjax.model.schedule import flops_per_token, param_count
 from elmjax.metrics import read_metrics
 from elmjax.train import scaling_fit
 from elmjax.train import sweep as sweep_lib
@@ -61,7 +61,7 @@ def run_row(workdir: str, name: str, cfg) -> RunRow:
     record = sweep_lib.read_status(workdir, name) or {}
     v = {"run": name, "status": status, "layers": cfg.model.num_layers,
          "model_dim": cfg.model.model_dim, "params": n,
-         "non_embedding_params": n - cfg.model.vocab_size * cfg.model.model_dim,
+         "non_embedding_params": param_count(cfg.model, embeddings=False),
          "steps_done": done, "steps": int(cfg.train.steps), "tokens": done * tps,
          "flops": done * tps * fpt, "final_loss": None, "final_loss_avg": None,
          "best_loss": None, "heldout_loss": None, "wall_s": record.get("wall_s")}

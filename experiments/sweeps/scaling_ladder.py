@@ -13,10 +13,12 @@ the FFN multipliers). Budget: ``tokens_per_param`` tokens for every parameter (e
 included), so compute grows as N²; the whole ladder takes about 20 minutes on 2 CPU cores.
 """
 
-from experiments import quickstart
-from experiments.common import parse_arg
+import os
 
+from elmjax.presets import config_module, parse_arg
 from elmjax.train import ladder
+
+BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "quickstart.py")
 
 DEFAULTS = dict(sizes=5, tokens_per_param=1.0, aspect=32.0, alpha=0.5, beta=4.0)
 # Widths of the rungs; with the default aspect 32 and vocabulary 4096 they have
@@ -30,7 +32,7 @@ def _args(arg):
 
 def get_config(arg=None):
     args = _args(arg)
-    c = quickstart.get_config()
+    c = config_module(BASE).get_config()
     c.model.name = "openelm-ladder"
     c.model.qkv_multipliers = (args.alpha, 1.0)
     c.model.ffn_multipliers = (0.5, args.beta)

@@ -2,8 +2,8 @@
 
 import pathlib
 
-from elmjax.model.peft import peft_config
-from experiments.common import base_config
+from elmjax.config import peft_config
+from elmjax.presets import base_config
 from tests.conftest import tiny_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

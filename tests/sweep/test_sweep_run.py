@@ -16,7 +16,7 @@ from elmjax.train import sweep, sweep_report, sweep_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SWEEP = '''
-from experiments.common import base_config
+from elmjax.presets import base_config
 
 def get_config(arg=None):
     c = base_config()
