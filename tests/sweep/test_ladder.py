@@ -10,7 +10,8 @@ import jax
 import pytest
 
 from elmjax import cli
-from elmjax.config import layer_schedule, model_config, param_count
+from elmjax.config import model_config
+from elmjax.model.schedule import layer_schedule, param_count
 from elmjax.model.openelm import init_params
 from elmjax.train import ladder, sweep
 

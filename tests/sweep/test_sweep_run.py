@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from elmjax import cli
 from elmjax.metrics import read_metrics
 from elmjax.train import sweep, sweep_report, sweep_runner
 
@@ -57,9 +58,11 @@ def spec(tmp_path_factory):
 @pytest.fixture(scope="module")
 def side_by_side(spec, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("side"))
-    t0 = time.time()
-    states = sweep_runner.run_sweep(spec, workdir, parallel=3, devices_per_run=2, devices=CPU8)
-    assert states == {"a": "completed", "b": "completed", "c": "completed"}
+    t0 = time.time()  # through the command line: the devices are probed (8 virtual CPUs)
+    assert cli.main(["sweep", "run", spec, "--workdir", workdir, "--parallel", "3",
+                     "--devices-per-run", "2"]) == 0
+    assert all(sweep.read_status(workdir, n)["devices"] == ids
+               for n, ids in zip("abc", ([0, 1], [2, 3], [4, 5])))
     return workdir, time.time() - t0
 
 
@@ -97,8 +100,11 @@ def test_stopped_sweep_resumes_and_matches_side_by_side(spec, side_by_side, tmp_
 
 
 @pytest.mark.slow
-def test_report_has_every_column_and_plot(spec, side_by_side, tmp_path):
+def test_report_has_every_column_and_plot(spec, side_by_side, tmp_path, capsys):
     side_dir, _ = side_by_side
+    assert cli.main(["sweep", "report", spec, "--workdir", side_dir, "--out",
+                     str(tmp_path / "cli_report"), "--bootstrap", "10"]) == 0
+    assert "| run | status |" in capsys.readouterr().out
     out = sweep_report.write_report(spec, side_dir, str(tmp_path / "report"), bootstrap=20)
     for key in ("md", "csv", "json", "loss_vs_tokens", "loss_vs_flops", "loss_vs_compute",
                 "isoflop"):
@@ -118,8 +124,12 @@ def test_report_has_every_column_and_plot(spec, side_by_side, tmp_path):
         assert col in md
 
 
-def test_launch_commands_and_job_array_script(spec):
+def test_launch_commands_and_job_array_script(spec, tmp_path, capsys):
     cmds = sweep.launch_commands(spec, "/runs/tiny")
+    assert cli.main(["sweep", "launch", spec, "--workdir", "/runs/tiny", "--print",
+                     "--array-script", str(tmp_path / "job.sh"), "--sbatch=--time=1:00:00"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[1:] == cmds
+    assert "#SBATCH --time=1:00:00" in (tmp_path / "job.sh").read_text()
     assert len(cmds) == 3
     assert cmds[2].startswith(f"elmjax train --config {spec} --workdir /runs/tiny/c ")
     assert "'--config.model.qkv_multipliers=(0.25, 1.0)'" in cmds[2]
