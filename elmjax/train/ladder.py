@@ -172,15 +172,20 @@ def by_steps(rungs, steps: int, tokens_per_step: int) -> list[LadderRun]:
 
 
 def isoflop_grid(rungs, budgets, tokens_per_step: int, *, min_steps: int = 1,
-                 max_steps: int | None = None) -> list[LadderRun]:
+                 max_steps: int | None = None, tokens_per_param=None) -> list[LadderRun]:
     """For each total FLOP budget ``C``, every rung with ``steps = round(C / (FLOPs per
-    token * tokens_per_step))`` inside ``[min_steps, max_steps]``. Run names carry the budget
-    (``L6_d256_C1e13``); a run's ``flops`` is its exact count after rounding to steps."""
+    token * tokens_per_step))`` inside ``[min_steps, max_steps]`` and, if given, with tokens
+    per parameter inside ``tokens_per_param = (low, high)`` (keeps each budget's sizes near
+    its optimum). Run names carry the budget (``L6_d256_C1e13``); a run's ``flops`` is its
+    exact count after rounding to steps."""
+    lo, hi = tokens_per_param or (0.0, math.inf)
     runs = []
     for budget in budgets:
         for r in rungs:
             steps = int(round(budget / (r.flops_per_token * tokens_per_step)))
-            if steps >= min_steps and (max_steps is None or steps <= max_steps):
+            ratio = steps * tokens_per_step / r.params
+            if (steps >= min_steps and (max_steps is None or steps <= max_steps)
+                    and lo <= ratio <= hi):
                 runs.append(_run(r, steps, tokens_per_step, f"C={budget:.3g}",
                                  f"{r.name}_C{budget:.0e}".replace("+", "")))
     return runs

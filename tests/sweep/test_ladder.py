@@ -84,6 +84,8 @@ def test_budgets_tokens_per_param_flops_and_steps():
     for run in ladder.isoflop_grid(rungs, [1e13, 1e14], tps, min_steps=10):
         budget = float(run.budget.split("=")[1])
         assert abs(run.flops - budget) <= run.rung.flops_per_token * tps / 2
+    window = ladder.isoflop_grid(rungs, [1e13, 1e14], tps, tokens_per_param=(5, 50))
+    assert window and all(5 <= r.tokens / r.rung.params <= 50 for r in window)
     assert {r.steps for r in ladder.by_steps(rungs, 7, tps)} == {7}
     entries = dict(ladder.sweep_entries(ladder.by_steps(rungs, 50, tps), lr_for=lambda r: 1e-3))
     assert entries[rungs[0].name]["optim.decay_steps"] == 50
