@@ -176,6 +176,17 @@ def markdown(rows: list[RunRow], fit: Fits, title: str) -> str:
     return "\n".join(lines)
 
 
+def _finite(x):
+    """``x`` with every non-finite float replaced by None (strict JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
 def write_report(spec: str, workdir: str, out_dir: str | None = None, extra_overrides=(),
                  bootstrap: int = 200, min_steps: int = 100) -> dict:
     """Writes ``report.md/.csv/.json`` and the plots to ``out_dir`` (default
@@ -202,6 +213,6 @@ def write_report(spec: str, workdir: str, out_dir: str | None = None, extra_over
                                     for c, _, _, o in fit.isoflop]},
                "notes": fit.notes}
     with open(files["json"], "w") as f:
-        json.dump(summary, f, indent=1)
+        json.dump(_finite(summary), f, indent=1)
     files.update(sweep_plots.write_plots(rows, fit, out_dir))
     return {"dir": out_dir, "files": files, "fits": fit}

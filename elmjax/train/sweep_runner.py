@@ -147,7 +147,10 @@ def run_sweep(spec: str, workdir: str, *, parallel: int = 1, devices_per_run: in
         return states
     devices = devices or probe_devices()
     per_run = devices_per_run or max(1, devices.count // max(parallel, 1))
-    slots = min(parallel, devices.count // per_run, len(todo))
+    # CPU devices are virtual (XLA splits the host into as many as asked): any number of runs
+    # fit, sharing the cores; accelerators are real and bound the runs at once.
+    count = max(devices.count, parallel * per_run) if devices.platform == "cpu" else devices.count
+    slots = min(parallel, count // per_run, len(todo))
     if slots < 1:
         raise ValueError(f"--devices-per-run {per_run} is more than the {devices.count} local "
                          f"{devices.platform} device(s)")
