@@ -50,7 +50,8 @@ def run_row(workdir: str, name: str, cfg) -> RunRow:
     d = sweep_lib.run_dir(workdir, name)
     metrics = read_metrics(d) if os.path.isdir(d) else []
     train = _loss_rows(metrics)
-    evals = [r for r in metrics if any(k.startswith("eval") or "/" in k for k in r)]
+    evals = [r for r in metrics  # evaluation rows: written apart from the training rows
+             if "loss" not in r and any(k.startswith("eval") or "/" in k for k in r)]
     seq, tps = cfg.data.seq_len, cfg.data.seq_len * cfg.train.global_batch_size
     fpt = flops_per_token(cfg.model, seq, causal=True)
     n = param_count(cfg.model)
