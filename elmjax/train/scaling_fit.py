@@ -120,10 +120,13 @@ def fit_loss_vs_compute(compute, loss, *, bootstrap: int = 200, seed: int = 0,
         fit = _power_law_fit(c[idx], loss[idx], start=point)
         if fit is not None:
             samples.append(fit)
-    message = ""
+    notes = []
+    if distinct < min_points + 2:
+        notes.append(f"only {distinct} compute values for 3 parameters: a loose fit, and few "
+                     f"bootstrap resamples ({len(samples)} of {bootstrap}) had enough of them")
     if point["E"] <= 1e-9 or point["E"] >= float(np.min(loss)) - 1e-9:
-        message = "E is at its bound: the runs do not show where the loss levels off"
-    return _summarise(point, samples, len(c), message)
+        notes.append("E is at its bound: the runs do not show where the loss levels off")
+    return _summarise(point, samples, len(c), "; ".join(notes))
 
 
 # --------------------------------------------------------------------------- IsoFLOP

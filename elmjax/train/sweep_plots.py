@@ -12,6 +12,7 @@ A plot whose fit is impossible still gets written, saying why inside the axes.
 from __future__ import annotations
 
 import os
+import textwrap
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -31,8 +32,8 @@ def _colors(n: int):
 
 
 def _note(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=8,
-            wrap=True, color="0.3")
+    ax.text(0.5, 0.5, textwrap.fill(text, 50), transform=ax.transAxes, ha="center",
+            va="center", fontsize=8, color="0.3")
 
 
 def _curves(rows, out: str, x_of: str) -> str:

@@ -38,7 +38,8 @@ def get_config(arg=None):
 
 def get_sweep():
     return [("a", {{"model.model_dim": 32}}),
-            ("b", {{"model.model_dim": 48, "train.steps": 40, "optim.decay_steps": 40}}),
+            ("b", {{"model.model_dim": 48, "train.steps": 120, "optim.decay_steps": 120,
+                   "checkpoint.every": 40}}),
             ("c", {{"model.model_dim": 64, "model.qkv_multipliers": (0.25, 1.0)}})]
 '''
 CPU8 = sweep_runner.Devices("cpu", 8)
@@ -85,7 +86,7 @@ def test_stopped_sweep_resumes_and_matches_side_by_side(spec, side_by_side, tmp_
     assert sweep.read_status(workdir, "a")["status"] == "completed"
     assert sweep.read_status(workdir, "b")["status"] == "preempted"
     assert sweep.read_status(workdir, "c") is None
-    assert sweep_runner.saved_steps(os.path.join(workdir, "b"))[-1] < 40
+    assert sweep_runner.saved_steps(os.path.join(workdir, "b"))[-1] < 120
 
     logs = []
     states = sweep_runner.run_sweep(spec, workdir, parallel=1, devices_per_run=2, devices=CPU8,
@@ -96,7 +97,7 @@ def test_stopped_sweep_resumes_and_matches_side_by_side(spec, side_by_side, tmp_
     assert "restored step" in open(log_b).read()
     for name in "abc":
         assert _losses(workdir, name) == _losses(side_dir, name), name
-    assert sorted(_losses(side_dir, "b")) == list(range(1, 41))
+    assert sorted(_losses(side_dir, "b")) == list(range(1, 121))
 
 
 @pytest.mark.slow
@@ -113,7 +114,7 @@ def test_report_has_every_column_and_plot(spec, side_by_side, tmp_path, capsys):
     assert header == list(sweep_report.COLUMNS)
     data = json.load(open(out["files"]["json"]))
     rows = {r["run"]: r for r in data["runs"]}
-    assert rows["b"]["steps_done"] == 40 and rows["b"]["tokens"] == 40 * 8 * 32
+    assert rows["b"]["steps_done"] == 120 and rows["b"]["tokens"] == 120 * 8 * 32
     assert rows["a"]["final_loss"] == _losses(side_dir, "a")[8]
     assert rows["c"]["best_loss"] == min(_losses(side_dir, "c").values())
     assert all(r["status"] == "completed" and r["wall_s"] > 0 for r in rows.values())
