@@ -63,6 +63,9 @@ def _summarise(point: dict, samples: list[dict], n: int, message: str = "") -> F
 # --------------------------------------------------------------------------- L(C)
 
 
+MIN_DISTINCT_RESAMPLES = 10  # fewer: the bootstrap cannot measure spread (see below)
+
+
 def _power_law_fit(c: np.ndarray, loss: np.ndarray, start: dict | None = None) -> dict | None:
     """Least-squares ``E, A, alpha`` for ``loss = E + A c^-alpha`` (None if it fails).
 
@@ -84,17 +87,22 @@ def _power_law_fit(c: np.ndarray, loss: np.ndarray, start: dict | None = None) -
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                p, _ = optimize.curve_fit(model, x, loss, p0=p0, maxfev=20000,
-                                          bounds=([0.0, -30.0, 1e-4], [lo, 30.0, 5.0]))
+                p, cov = optimize.curve_fit(model, x, loss, p0=p0, maxfev=20000,
+                                            bounds=([0.0, -30.0, 1e-4], [lo, 30.0, 5.0]))
         except (RuntimeError, ValueError):
             continue
         sse = float(np.sum((model(x, *p) - loss) ** 2))
         if best is None or sse < best[0]:
-            best = (sse, p)
+            best = (sse, p, cov)
     if best is None:
         return None
-    e, log_a, alpha = best[1]
-    return {"E": float(e), "A": float(np.exp(log_a + alpha * x0)), "alpha": float(alpha)}
+    (e, log_a, alpha), cov = best[1], best[2]
+    a = float(np.exp(log_a + alpha * x0))
+    # standard errors from the least-squares covariance (A by the delta method)
+    var_a = a ** 2 * (cov[1, 1] + x0 ** 2 * cov[2, 2] + 2 * x0 * cov[1, 2])
+    errors = {"E": float(np.sqrt(cov[0, 0])), "A": float(np.sqrt(max(var_a, 0.0))),
+              "alpha": float(np.sqrt(cov[2, 2]))}
+    return {"E": float(e), "A": a, "alpha": float(alpha), "_stderr": errors}
 
 
 def fit_loss_vs_compute(compute, loss, *, bootstrap: int = 200, seed: int = 0,
@@ -111,21 +119,29 @@ def fit_loss_vs_compute(compute, loss, *, bootstrap: int = 200, seed: int = 0,
     point = _power_law_fit(c, loss)
     if point is None:
         return no_fit(len(c), "the least-squares fit did not converge")
+    stderr = point.pop("_stderr")
     rng = np.random.default_rng(seed)
-    samples = []
+    samples, resamples = [], set()
     for _ in range(bootstrap):
         idx = rng.integers(0, len(c), len(c))
         if len(np.unique(c[idx])) < min_points:
             continue
         fit = _power_law_fit(c[idx], loss[idx], start=point)
         if fit is not None:
+            fit.pop("_stderr")
             samples.append(fit)
+            resamples.add(tuple(sorted(idx)))
     notes = []
-    if distinct < min_points + 2:
-        notes.append(f"only {distinct} compute values for 3 parameters: a loose fit, and few "
-                     f"bootstrap resamples ({len(samples)} of {bootstrap}) had enough of them")
     if point["E"] <= 1e-9 or point["E"] >= float(np.min(loss)) - 1e-9:
         notes.append("E is at its bound: the runs do not show where the loss levels off")
+    if len(resamples) < MIN_DISTINCT_RESAMPLES:
+        # A bootstrap of 4 runs for 3 parameters only redraws the same runs: use the fit's
+        # own standard errors instead, and say so.
+        notes.append(f"too few runs for a bootstrap ({len(resamples)} distinct resamples with "
+                     f"{min_points}+ compute values): ± are the least-squares standard errors "
+                     f"with {len(c) - 3} degree(s) of freedom, a loose fit")
+        interval = {k: (point[k] - stderr[k], point[k] + stderr[k]) for k in point}
+        return FitResult(True, point, stderr, interval, len(c), "; ".join(notes))
     return _summarise(point, samples, len(c), "; ".join(notes))
 
 

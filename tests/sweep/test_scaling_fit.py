@@ -48,3 +48,13 @@ def test_group_by_compute_joins_runs_rounded_to_whole_steps():
     flops = np.array([1.02e15, 0.98e15, 1e16, 1.05e16, 3e16])
     groups = scaling_fit.group_by_compute(flops)
     assert sorted(map(sorted, groups)) == [[0, 1], [2, 3], [4]]
+
+
+def test_four_runs_fall_back_to_least_squares_errors_and_say_so():
+    c = np.array([1e11, 1e12, 1e13, 1e14])
+    loss = 3.0 + 600 * c ** -0.2 + np.array([0.01, -0.01, 0.01, -0.01])
+    fit = scaling_fit.fit_loss_vs_compute(c, loss, bootstrap=50)
+    assert fit.ok and "too few runs for a bootstrap" in fit.message
+    assert fit.std["alpha"] > 1e-3  # a real spread, not the bootstrap redrawing the same runs
+    lo, hi = fit.interval["alpha"]
+    assert lo < fit.params["alpha"] < hi
