@@ -15,6 +15,7 @@ the curriculum (``elmjax.data.curriculum``).
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import ml_collections
@@ -143,6 +144,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.worker_buffer_size = 2  # blocks each worker keeps ready
     c.data.prefetch = 2  # batches a background thread keeps ready; 0 = off
     c.data.tokenizer_threads = 1  # SentencePiece threads per process
+    c.data.allow_resplit = False  # resume on another host count: re-split the data (new epoch)
     # Drop documents whose source `quality_field` scores below this (None: off).
     c.data.min_quality = ml_collections.config_dict.placeholder(float)
 
@@ -183,6 +185,10 @@ def default_config() -> ml_collections.ConfigDict:
 
     c.log = ml_collections.ConfigDict()
     c.log.every = 10
+    # A jax.profiler trace of `profile_steps` steps from step `profile_start` (0 steps: off),
+    # written to WORKDIR/profile (TensorBoard's profile plugin or Perfetto read it).
+    c.log.profile_start = 10
+    c.log.profile_steps = 0
 
     # Evaluation during training (`elmjax train`): every N steps (0: off), held-out
     # perplexity on a mixture YAML or a .jsonl/.json/.parquet/.txt file and/or zero-shot
@@ -279,6 +285,16 @@ def _validate_train(cfg):
                  f"must be a positive integer or -1 (the rest of the devices), got {v!r}")
         need([cfg.mesh[k] for k in ("data", "fsdp", "tensor")].count(-1) <= 1, "mesh",
              "at most one of mesh.data / mesh.fsdp / mesh.tensor may be -1")
+    if "log" in cfg:
+        need(isinstance(cfg.log.every, int) and cfg.log.every >= 1, "log.every",
+             f"must be a positive integer, got {cfg.log.every!r}")
+        for key in ("profile_start", "profile_steps"):
+            if key in cfg.log:
+                need(isinstance(cfg.log[key], int) and cfg.log[key] >= 0, f"log.{key}",
+                     f"must be an integer >= 0, got {cfg.log[key]!r}")
+        if cfg.log.get("profile_steps", 0):
+            need(cfg.log.profile_start >= 1, "log.profile_start",
+                 "must be >= 1 (the trace starts after that many steps)")
     if "data" in cfg and "seq_len" in cfg.data:
         need(0 < cfg.data.seq_len <= cfg.model.rope_max_length, "data.seq_len",
              f"must be in [1, model.rope_max_length={cfg.model.rope_max_length}], "
@@ -403,6 +419,11 @@ def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     bad = [o for o in overrides if not o.startswith("--config.")]
     if bad:
         raise ConfigError(f"overrides must look like --config.section.key=value, got {bad}")
+    path = storage.resolve(spec.split(":", 1)[0])
+    if not os.path.isfile(path):
+        what = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise ConfigError(f"--config {path} {what}: give a config file such as "
+                          f"experiments/quickstart.py")
     argv = ["elmjax", f"--config={spec}", *overrides]
     fv = flags.FlagValues()
     config_flags.DEFINE_config_file("config", default=None, flag_values=fv, lock_config=False,
@@ -411,8 +432,20 @@ def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
         fv(argv)
     except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
         # unknown key, wrong type, missing or broken config file
-        raise ConfigError(f"--config {spec} {' '.join(overrides)}: {e}") from None
-    cfg = fv.config
+        detail, quotes = str(e), " "
+        if "\\n" in detail:  # absl's message for an unknown key is a nested KeyError repr
+            detail, quotes = detail.replace("\\n", "\n").replace("\\'", "'"), " '"
+        detail = "; ".join(x.strip(quotes) for x in detail.splitlines() if x.strip(quotes))
+        raise ConfigError(f"--config {spec} {' '.join(overrides)}: {detail}") from None
+    except (SyntaxError, ImportError, OSError, NameError) as e:  # the file is not a config
+        raise ConfigError(f"--config {path} could not be loaded: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    try:
+        cfg = fv.config
+    except Exception as e:  # noqa: BLE001 - the file itself fails to load (syntax, imports, ...)
+        cause = e.__cause__ or e.__context__ or e
+        raise ConfigError(f"--config {path} could not be loaded: {type(cause).__name__}: "
+                          f"{str(cause).splitlines()[0] if str(cause) else ''}") from None
     if cfg is None:
         raise ConfigError(f"--config {spec!r} did not produce a config")
     return resolve_paths(validate(cfg))
