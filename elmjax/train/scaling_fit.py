@@ -35,10 +35,10 @@ class FitResult:
     message: str = ""
 
     def describe(self, name: str) -> str:
-        """One line: ``name: alpha = 0.31 ± 0.04 (p16-p84 0.27-0.35), ...`` or the reason."""
+        """One line: ``name: alpha = 0.31 ± 0.04 (68% range 0.27 to 0.35), ...`` or the reason."""
         if not self.ok:
             return f"{name}: no fit — {self.message}"
-        parts = [f"{k} = {v:.4g} ± {self.std[k]:.2g} (p16–p84 {self.interval[k][0]:.4g}–"
+        parts = [f"{k} = {v:.4g} ± {self.std[k]:.2g} (68% range {self.interval[k][0]:.4g} to "
                  f"{self.interval[k][1]:.4g})" for k, v in self.params.items()]
         return f"{name} ({self.n} points): " + ", ".join(parts) + (
             f" — {self.message}" if self.message else "")

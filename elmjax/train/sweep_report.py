@@ -166,8 +166,9 @@ def markdown(rows: list[RunRow], fit: Fits, title: str) -> str:
     lines = [f"# {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(r.values.get(c)) for c in cols) + " |" for r in rows]
     lines += ["", f"Fits use `{fit.target}`; FLOPs are training FLOPs (forward + backward, "
-              "causal attention halved) from the model's own accounting. Uncertainties are "
-              "bootstrap standard deviations over runs.", "",
+              "causal attention halved) from the model's own accounting. ± is the standard "
+              "deviation over bootstrap resamples of the runs (68% range: their 16th to 84th "
+              "percentiles) unless a fit says otherwise.", "",
               "- " + fit.loss_vs_compute.describe("L(C) = E + A·C^(−alpha), compute frontier"),
               "- " + fit.optimal_size.describe("N*(C) = k·C^a, IsoFLOP optima")]
     lines += [f"- " + o.describe(f"IsoFLOP C = {c:.3g}: loss-optimal N") for c, _, _, o in fit.isoflop]
