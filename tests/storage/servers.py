@@ -35,6 +35,16 @@ def _wait_for(port: int, proc, what: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout} s")
 
 
+def _die_with_parent() -> None:
+    """In the server's process: ask Linux for SIGTERM when the test process dies, so a killed
+    pytest run leaves no server behind."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def missing_packages() -> list[str]:
     """The packages the servers and clients need that are not installed."""
     import importlib.util
@@ -55,9 +65,11 @@ def object_stores(root: str):
                             "filesystem", "-filesystem-root", os.path.join(root, "gcs"),
                             "-host", "127.0.0.1", "-port", str(gcs_port),
                             "-external-url", f"http://127.0.0.1:{gcs_port}", "-log-level", "error"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           preexec_fn=_die_with_parent)
     s3 = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          preexec_fn=_die_with_parent)
     try:
         _wait_for(gcs_port, gcs, "fake-gcs-server")
         _wait_for(s3_port, s3, "moto S3 server")
