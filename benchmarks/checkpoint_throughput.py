@@ -17,17 +17,17 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import time
 
 import jax
 import numpy as np
 
-sys.path.insert(0, __file__.rsplit("/", 2)[0])  # the repository root, for experiments/
+from elmjax import checkpoint, parallel
+from elmjax.bench import compiled_train_step, median_time
+from elmjax.presets import config_module
+from elmjax.train import optimizer, state
 
-from elmjax import checkpoint, parallel  # noqa: E402
-from elmjax.bench import compiled_train_step, median_time  # noqa: E402
-from elmjax.train import optimizer, state  # noqa: E402
+EXPERIMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments")
 
 
 def plain_write_read(path: str, nbytes: int) -> tuple[float, float]:
@@ -54,9 +54,7 @@ def main(argv=None):
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--reps", type=int, default=2)
     args = ap.parse_args(argv)
-    from experiments import openelm_270m
-
-    cfg = openelm_270m.get_config()
+    cfg = config_module(os.path.join(EXPERIMENTS, "openelm_270m.py")).get_config()
     cfg.model.dtype = "float32"
     cfg.data.seq_len, cfg.train.global_batch_size = args.seq, args.batch
     cfg.data.tokenizer = ""  # no tokenizer identity needed here

@@ -25,8 +25,9 @@ import sentencepiece as spm
 from elmjax import config as config_lib
 from elmjax.data import mixture, pipeline, sources
 from elmjax.data.tokenizer import nfc
-from experiments.common import base_config
-from experiments.openelm_1_1b import get_config as openelm_1_1b
+from elmjax.presets import base_config, config_module
+
+EXPERIMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments")
 
 H200_BF16_PEAK = 989e12  # dense bf16 FLOP/s
 MFU = 0.45
@@ -105,7 +106,7 @@ def main():
         print(f"pipeline, {w} worker process(es)      : {rate / 1e6:6.2f} M tokens/s "
               f"({rate / inproc:.2f}x in-process)")
 
-    big = openelm_1_1b()
+    big = config_module(os.path.join(EXPERIMENTS, "openelm_1_1b.py")).get_config()
     fpt = config_lib.flops_per_token(big.model, 2048)
     need = H200_BF16_PEAK * MFU / fpt
     print(f"OpenELM-1.1B: {fpt / 1e9:.2f} GFLOP/token (seq 2048) -> one H200 at {MFU:.0%} MFU "

@@ -28,11 +28,12 @@ from elmjax import bench
 from elmjax import config as config_lib
 from elmjax import parallel
 from elmjax.model import peft
+from elmjax.presets import config_module
 from elmjax.train import optimizer as opt_lib
 from elmjax.train import state as state_lib
 from elmjax.train.step import jit_train_step
-from experiments.openelm_270m_lora import peft_preset
-from experiments.openelm_270m_sft import get_config as sft_config
+
+EXPERIMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments")
 
 GIB = 2 ** 30
 
@@ -40,7 +41,8 @@ GIB = 2 ** 30
 def run_config(mode: str, batch: int, seq_len: int):
     """The 270M fine-tuning preset for ``mode`` (full: ``openelm_270m_sft``; lora | dora:
     ``openelm_270m_lora`` / ``_dora``) at a fixed batch, on one device."""
-    c = sft_config() if mode == "full" else peft_preset(mode)
+    c = (config_module(os.path.join(EXPERIMENTS, "openelm_270m_sft.py")).get_config() if mode == "full"
+         else config_module(os.path.join(EXPERIMENTS, "openelm_270m_lora.py")).peft_preset(mode))
     c.train.global_batch_size, c.data.seq_len = batch, seq_len
     c.train.microbatches = 1
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, 1, 1

@@ -8,20 +8,20 @@ and the common 6N + 12·L·H·Q·T form) against the device's data-sheet peak.
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
+import os
 
 import jax
 
-sys.path.insert(0, __file__.rsplit("/", 2)[0])
+from elmjax import config as C
+from elmjax.bench import compiled_train_step, median_time
+from elmjax.presets import config_module
+from elmjax.train.trainer import peak_flops_per_device
 
-from elmjax import config as C  # noqa: E402
-from elmjax.bench import compiled_train_step, median_time  # noqa: E402
-from elmjax.train.trainer import peak_flops_per_device  # noqa: E402
+EXPERIMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments")
 
 
 def measure(size: str, batch: int, seq: int, steps: int, attention: str) -> dict:
-    cfg = importlib.import_module(f"experiments.openelm_{size}").get_config()
+    cfg = config_module(os.path.join(EXPERIMENTS, f"openelm_{size}.py")).get_config()
     cfg.model.dtype, cfg.model.attention = "bfloat16", attention
     cfg.data.seq_len, cfg.train.global_batch_size = seq, batch
     compiled, st, batch_arrays, compile_s = compiled_train_step(C.validate(cfg))

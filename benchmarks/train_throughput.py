@@ -18,21 +18,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import jax
 
-sys.path.insert(0, __file__.rsplit("/", 2)[0])  # the repository root, for experiments/
+sys.path.insert(0, __file__.rsplit("/", 2)[0])  # the repository root, for benchmarks.torch_reference
 
 from elmjax import config as C  # noqa: E402
 from elmjax.bench import compiled_train_step, median_time, random_train_batch  # noqa: E402
+from elmjax.presets import config_module  # noqa: E402
 from elmjax.train.trainer import measured_matmul_flops  # noqa: E402
+
+EXPERIMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments")
 
 
 def model_config(name: str, batch: int, seq: int):
-    from experiments import openelm_270m, quickstart
-
-    cfg = quickstart.get_config() if name == "quickstart" else openelm_270m.get_config()
+    preset = "quickstart" if name == "quickstart" else "openelm_270m"
+    cfg = config_module(os.path.join(EXPERIMENTS, f"{preset}.py")).get_config()
     cfg.data.seq_len = seq
     cfg.train.global_batch_size = batch
     cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor = 1, -1, 1

@@ -141,7 +141,7 @@ def cmd_import(args, overrides):
 
 
 def _default_run_config():
-    from experiments.common import base_config
+    from elmjax.presets import base_config
 
     return base_config()
 
@@ -166,7 +166,7 @@ def cmd_checkpoints(args, overrides):
 
 def _data_config(args, overrides):
     """The run config for data commands: ``--config`` or the defaults, with the command's options."""
-    from experiments.common import base_config
+    from elmjax.presets import base_config
 
     from elmjax import config as config_lib
 

@@ -10,8 +10,9 @@ Settings as in ``openelm_270m_lora.py`` (REFERENCE.md: the same rank, alpha, dro
 targets and schedule, with DoRA's magnitude/direction decomposition).
 """
 
-from experiments.common import parse_arg
-from experiments.openelm_270m_lora import peft_preset
+from elmjax.presets import parse_arg, sibling
+
+peft_preset = sibling(__file__, "openelm_270m_lora").peft_preset
 
 
 def get_config(arg=None):

@@ -15,7 +15,7 @@ length 256 (LLM-Adapters' cut-off), the frozen base in bfloat16, adapters-only c
 ``:dora=True`` gives DoRA (see ``openelm_270m_dora.py``).
 """
 
-from experiments.common import finetune_config, openelm_config, parse_arg
+from elmjax.presets import finetune_config, openelm_config, parse_arg
 
 
 def peft_preset(method, smoke=False):

@@ -17,7 +17,7 @@ Not in REFERENCE.md and chosen here: 64 conversations per step, one per row
 CPU-sized smoke run: ``--config experiments/openelm_270m_sft.py:smoke=True``.
 """
 
-from experiments.common import finetune_config, openelm_config, parse_arg
+from elmjax.presets import finetune_config, openelm_config, parse_arg
 
 
 def get_config(arg=None):

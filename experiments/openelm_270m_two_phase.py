@@ -10,7 +10,7 @@ Point the paths in data_mixtures/openelm_phase{1,2}.yaml at your copies first.
 CPU-sized smoke run: ``--config experiments/openelm_270m_two_phase.py:smoke=True``.
 """
 
-from experiments.common import openelm_config, parse_arg, two_phase_curriculum
+from elmjax.presets import openelm_config, parse_arg, two_phase_curriculum
 
 
 def get_config(arg=None):

@@ -9,7 +9,7 @@ Launch::
 CPU-sized smoke run: ``--config experiments/openelm_450m.py:smoke=True``.
 """
 
-from experiments.common import openelm_config, parse_arg
+from elmjax.presets import openelm_config, parse_arg
 
 
 def get_config(arg=None):

@@ -5,7 +5,7 @@ Finishes in a few minutes on 2 CPU cores::
     elmjax train --config experiments/quickstart.py --workdir runs/quickstart
 """
 
-from experiments.common import base_config, parse_arg
+from elmjax.presets import base_config, parse_arg
 
 
 def get_config(arg=None):

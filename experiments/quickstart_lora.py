@@ -10,8 +10,9 @@ A few minutes on 2 CPU cores, after the quickstart pretraining run::
 ``:dora=True`` trains DoRA instead.
 """
 
-from experiments.common import parse_arg
-from experiments.quickstart_sft import get_config as sft_config
+from elmjax.presets import parse_arg, sibling
+
+sft_config = sibling(__file__, "quickstart_sft").get_config
 
 
 def get_config(arg=None):

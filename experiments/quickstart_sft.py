@@ -7,8 +7,9 @@ A few minutes on 2 CPU cores, after the quickstart pretraining run::
         --workdir runs/quickstart_sft
 """
 
-from experiments.common import finetune_config, parse_arg
-from experiments.quickstart import get_config as quickstart_config
+from elmjax.presets import finetune_config, parse_arg, sibling
+
+quickstart_config = sibling(__file__, "quickstart").get_config
 
 SAMPLES = "data_mixtures/samples/sft/ultrafeedback.jsonl,data_mixtures/samples/sft/messages.jsonl"
 

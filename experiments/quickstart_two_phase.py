@@ -9,8 +9,9 @@ the learning rate decaying across it. Runs in minutes on 2 CPU cores::
 The switch shows in ``metrics.jsonl`` (``phase``), TensorBoard and the progress bar.
 """
 
-from experiments import quickstart
-from experiments.common import parse_arg, two_phase_curriculum
+from elmjax.presets import parse_arg, sibling, two_phase_curriculum
+
+quickstart = sibling(__file__, "quickstart")
 
 
 def get_config(arg=None):

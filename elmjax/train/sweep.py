@@ -7,18 +7,16 @@ than a list of command lines one could type.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 from elmjax import config as config_lib
+from elmjax import presets
 
 
 def _module(path: str):
     if not os.path.exists(path):
         raise FileNotFoundError(f"sweep file not found: {path}")
-    spec = importlib.util.spec_from_file_location(f"elmjax_sweep_{abs(hash(path))}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = presets.config_module(path)
     if not hasattr(module, "get_sweep") or not hasattr(module, "get_config"):
         raise config_lib.ConfigError(f"{path}: a sweep file defines get_config() and get_sweep()")
     return module

@@ -9,13 +9,15 @@ is synthetic data. Six runs::
 ``elmjax train --config experiments/quickstart_two_phase.py --workdir DIR/NAME <overrides>``.
 """
 
-from experiments import quickstart_two_phase
+import os
 
-BASE = "experiments/quickstart_two_phase.py"
+from elmjax.presets import config_module
+
+BASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "quickstart_two_phase.py")
 
 
 def get_config(arg=None):
-    return quickstart_two_phase.get_config(arg)
+    return config_module(BASE).get_config(arg)
 
 
 def get_sweep():

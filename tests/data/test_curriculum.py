@@ -8,10 +8,11 @@ import pytest
 
 from elmjax import config as C
 from elmjax.data.curriculum import TrainData
+from elmjax.presets import config_module
 from elmjax.train import optimizer as opt_lib
-from experiments import quickstart_two_phase
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+quickstart_two_phase = config_module(os.path.join(REPO, "experiments", "quickstart_two_phase.py"))
 
 
 def small_two_phase(steps=40, start=0.5):
@@ -115,9 +116,7 @@ def test_learning_rate_decays_across_phase_two_and_is_continuous():
 
 
 def test_single_phase_config_has_one_unnamed_phase():
-    from experiments import quickstart
-
-    cfg = quickstart.get_config()
+    cfg = config_module(os.path.join(REPO, "experiments", "quickstart.py")).get_config()
     (span,) = C.curriculum_phases(cfg)
     assert (span.start, span.end, span.mixture) == (0, cfg.train.steps, cfg.data.mixture)
     assert math.isclose(float(opt_lib.run_schedule(cfg)(100)),

@@ -13,7 +13,7 @@ import yaml
 from data_fixtures import (DIRTY_COUNTS, DIRTY_LINES, doc, gzip_members, jsonl_bytes, parquet_bytes, write,
                            zstd_frames)
 from elmjax.data import pipeline
-from experiments.common import base_config
+from elmjax.presets import base_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKENIZER = os.path.join(REPO, "data_mixtures", "samples", "tokenizer.model")

@@ -10,7 +10,7 @@ from data_fixtures import write
 from elmjax import config as config_lib
 from elmjax.data import mixture, pipeline, sources
 from elmjax.data.tokenizer import Tokenizer, train_tokenizer
-from experiments.common import base_config
+from elmjax.presets import base_config
 from test_pipeline import TOKENIZER, make_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

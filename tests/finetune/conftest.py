@@ -3,7 +3,7 @@
 import pathlib
 
 from elmjax.model.peft import peft_config
-from experiments.common import base_config
+from elmjax.presets import base_config
 from tests.conftest import tiny_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

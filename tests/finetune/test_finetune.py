@@ -12,7 +12,7 @@ from elmjax.interop import hf
 from elmjax.model import peft
 from elmjax.model.openelm import forward, init_params
 from elmjax.train import finetune
-from experiments.common import finetune_config
+from elmjax.presets import finetune_config
 from tests.finetune.conftest import ALL_TARGETS, ROOT
 from tests.train.conftest import tiny_run_config
 

@@ -1,11 +1,11 @@
 """Layer schedule and accounting against Apple's published numbers (REFERENCE.md)."""
 
-import importlib
 import pathlib
 
 import pytest
 
 from elmjax import config as C
+from elmjax import presets
 
 # Parameter counts of Apple's released models (vocab 32000) and corenet's (vocab 32128).
 APPLE_COUNTS = {
@@ -17,7 +17,7 @@ APPLE_COUNTS = {
 
 
 def _preset(name, arg=None):
-    return importlib.import_module(f"experiments.{name}").get_config(arg)
+    return presets.config_module(EXPERIMENTS / f"{name}.py").get_config(arg)
 
 
 @pytest.mark.parametrize("size", sorted(APPLE_COUNTS))
@@ -65,7 +65,7 @@ def test_flops_per_token_by_hand_for_one_layer():
 
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[2] / "experiments"
-CONFIG_FILES = sorted(p for p in EXPERIMENTS.glob("*.py") if p.stem not in ("__init__", "common"))
+CONFIG_FILES = sorted(EXPERIMENTS.glob("*.py"))
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
@@ -89,7 +89,7 @@ def test_validation_names_the_key(key, value, needle):
         C.validate(cfg)
 
 
-@pytest.mark.parametrize("path", sorted((EXPERIMENTS / "sweeps").glob("[!_]*.py")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted((EXPERIMENTS / "sweeps").glob("*.py")), ids=lambda p: p.stem)
 def test_every_sweep_resolves_to_valid_configs(path):
     from elmjax.train import sweep
 

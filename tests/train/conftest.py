@@ -2,7 +2,7 @@
 
 import pathlib
 
-from experiments.common import base_config
+from elmjax.presets import base_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from elmjax import parallel
 from elmjax.train import optimizer as opt_lib
 from elmjax.train import state as state_lib
 from elmjax.train.step import jit_train_step, make_train_step
-from experiments.common import base_config
+from elmjax.presets import base_config
 from tests.conftest import tiny_model
 
 

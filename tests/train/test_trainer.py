@@ -185,7 +185,7 @@ def test_too_many_non_finite_losses_stop_the_run(tmp_path):
 
 
 def two_phase_config():
-    from experiments.common import two_phase_curriculum
+    from elmjax.presets import two_phase_curriculum
 
     cfg = tiny_run_config(steps=6, every=1)
     cfg.checkpoint.keep = 10

@@ -1,8 +1,17 @@
-"""Shared defaults for every elmjax run config; presets state only what differs.
+"""Building blocks of the run configs in ``experiments/``: shared defaults and recipes.
 
-A preset's ``get_config(arg)`` starts from ``base_config()`` and parses a small
-argument string (``experiments/openelm_270m.py:smoke=True``) with ``parse_arg``.
+A preset file ``experiments/NAME.py`` defines ``get_config(arg)``; it starts from
+``base_config()`` (every section, Apple's pretraining recipe) or ``openelm_config(size)``
+and parses a small argument string (``experiments/openelm_270m.py:smoke=True``) with
+``parse_arg``. Preset files are loaded by path (``--config FILE``), never installed as a
+package; one preset builds on another with ``sibling(__file__, "NAME")``.
 """
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import types
 
 import ml_collections
 
@@ -33,6 +42,26 @@ def parse_arg(arg, **defaults):
         else:
             out[key] = kind(value)
     return out
+
+
+def config_module(path) -> types.ModuleType:
+    """The Python module of a config file ``path`` (a preset or sweep), loaded by path.
+
+    The module is not added to ``sys.modules``: each call runs the file afresh.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path}")
+    name = "elmjax_config_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sibling(file, name: str) -> types.ModuleType:
+    """The preset ``NAME.py`` in the folder of ``file`` (a preset's ``__file__``)."""
+    return config_module(os.path.join(os.path.dirname(os.path.abspath(file)), f"{name}.py"))
 
 
 def base_config():
