@@ -9,7 +9,7 @@ import pytest
 from elmjax import config as config_lib
 from elmjax.data import prefs, sft
 from elmjax.data.tokenizer import Tokenizer
-from experiments.common import base_config
+from elmjax.presets import base_config
 from tests.finetune.conftest import ROOT
 
 TOKENIZER = str(ROOT / "data_mixtures" / "samples" / "tokenizer.model")
