@@ -47,6 +47,8 @@ from elmjax.data.tokenizer import Tokenizer
 SOURCE = "prefs"
 FORMATS = ("auto", "ultrafeedback", "plain")
 TRUNCATION = ("keep_end", "keep_start")
+LOSSES = ("sigmoid", "hinge", "ipo")  # elmjax.train.preference
+REFERENCES = ("model", "precomputed")
 SKIP_REASONS = (
     "invalid_json", "invalid_utf8", "not_an_object",  # as in pretraining
     "unknown_format",   # no prompt/chosen/rejected fields of a known shape
@@ -90,6 +92,13 @@ def _validate_prefs(cfg) -> None:
     need(isinstance(p.files, str) and p.files.strip(), "files", "must name the preference data files")
     need(p.format in FORMATS, "format", f"must be one of {FORMATS}, got {p.format!r}")
     need(p.truncation in TRUNCATION, "truncation", f"must be one of {TRUNCATION}, got {p.truncation!r}")
+    need(p.loss in LOSSES, "loss", f"must be one of {LOSSES}, got {p.loss!r}")
+    need(p.reference in REFERENCES, "reference", f"must be one of {REFERENCES}, got {p.reference!r}")
+    need(float(p.beta) > 0, "beta", f"must be positive, got {p.beta!r}")
+    need(0.0 <= float(p.label_smoothing) < 0.5, "label_smoothing",
+         f"must be in [0, 0.5), got {p.label_smoothing!r}")
+    need(p.label_smoothing == 0 or p.loss == "sigmoid", "label_smoothing",
+         f"applies to the sigmoid (DPO) loss only, not {p.loss!r}: set it to 0")
     if "sft" in cfg:
         raise config_lib.ConfigError("config sections 'sft' and 'prefs' are both set: a fine-tuning "
                                      "run is either supervised (sft) or preference training (prefs)")

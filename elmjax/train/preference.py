@@ -32,34 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from elmjax import config as config_lib
+from elmjax.data.prefs import LOSSES
 from elmjax.train.step import token_losses
 
-LOSSES = ("sigmoid", "hinge", "ipo")
-REFERENCES = ("model", "precomputed")
 METRICS = ("loss", "reward_chosen", "reward_rejected", "reward_margin", "reward_accuracy",
            "logp_chosen", "logp_rejected", "kl")
-
-
-def _validate(cfg) -> None:
-    if "prefs" not in cfg:
-        return
-    p = cfg.prefs
-
-    def need(ok, key, msg):
-        if not ok:
-            raise config_lib.ConfigError(f"config key 'prefs.{key}': {msg}")
-
-    need(p.loss in LOSSES, "loss", f"must be one of {LOSSES}, got {p.loss!r}")
-    need(p.reference in REFERENCES, "reference", f"must be one of {REFERENCES}, got {p.reference!r}")
-    need(float(p.beta) > 0, "beta", f"must be positive, got {p.beta!r}")
-    need(0.0 <= float(p.label_smoothing) < 0.5, "label_smoothing",
-         f"must be in [0, 0.5), got {p.label_smoothing!r}")
-    need(p.label_smoothing == 0 or p.loss == "sigmoid", "label_smoothing",
-         f"applies to the sigmoid (DPO) loss only, not {p.loss!r}: set it to 0")
-
-
-config_lib.register_validator(_validate)
 
 
 def pair_losses(policy_chosen, policy_rejected, ref_chosen, ref_rejected, *, loss: str = "sigmoid",

@@ -140,3 +140,7 @@ def test_config_errors_name_the_key():
     cfg.sft = sft.sft_config()
     with pytest.raises(config_lib.ConfigError, match="'sft' and 'prefs'"):
         config_lib.validate(cfg)
+    with pytest.raises(config_lib.ConfigError, match="prefs.label_smoothing"):
+        prefs_data_config(TRAIN, loss="hinge", label_smoothing=0.1)
+    with pytest.raises(config_lib.ConfigError, match="prefs.loss"):
+        prefs_data_config(TRAIN, loss="kto")
