@@ -1,6 +1,6 @@
 """A short PyTorch (eager) OpenELM, the baseline the training benchmark measures against.
 
-Written from REFERENCE.md (pre-norm blocks, fused QKV, q/k RMSNorm before rotate-half RoPE,
+Written from docs/openelm.md (pre-norm blocks, fused QKV, q/k RMSNorm before rotate-half RoPE,
 repeat-interleaved GQA, SwiGLU with the gate first, tied head). Loads elmjax parameters so
 both frameworks run the same weights; `check_against_elmjax` compares their logits.
 Benchmark-only code: nothing in the package imports it.
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elmjax.config import layer_schedule
+from elmjax.model.schedule import layer_schedule
 
 
 def rms(x, w, eps):

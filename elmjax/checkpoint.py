@@ -24,6 +24,8 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from elmjax import config as config_lib
+from elmjax import storage
+from elmjax.model.schedule import layer_schedule
 
 log = logging.getLogger("elmjax.checkpoint")
 
@@ -37,10 +39,7 @@ class IncompatibleCheckpointError(ValueError):
 
 def checkpoint_dir(workdir) -> epath.Path:
     """``workdir/checkpoints`` as an absolute path (Orbax requires one; URLs stay as given)."""
-    workdir = os.fspath(workdir)
-    if "://" not in workdir:
-        workdir = os.path.abspath(workdir)
-    return epath.Path(workdir) / "checkpoints"
+    return epath.Path(storage.output_path(workdir)) / "checkpoints"
 
 
 def file_sha256(path) -> str | None:
@@ -63,7 +62,7 @@ def config_from_json(data: dict) -> ml_collections.ConfigDict:
 
 def _model_signature(m) -> dict:
     sig = {k: m[k] for k in SHAPE_KEYS}
-    sig["layer_schedule"] = [tuple(vars(s).values()) for s in config_lib.layer_schedule(m)]
+    sig["layer_schedule"] = [tuple(vars(s).values()) for s in layer_schedule(m)]
     return sig
 
 
@@ -170,9 +169,8 @@ class Checkpointer:
             try:
                 meta = self.read_meta(step)
             except Exception as e:  # noqa: BLE001 - any unreadable metadata means damage
-                log.warning("%s: unreadable metadata (%s); trying the previous one", where, e)
-                print(f"[elmjax] {where} is damaged ({type(e).__name__}); using the previous one",
-                      flush=True)
+                log.warning("%s is damaged (unreadable metadata: %s: %s); using the previous one",
+                            where, type(e).__name__, str(e)[:200])
                 continue
             check_compatible(config_from_json(meta["config"]), self.cfg,
                              meta.get("tokenizer_sha256"), self.tokenizer_sha256, where)
@@ -186,8 +184,8 @@ class Checkpointer:
             try:
                 restored = self.manager.restore(step, args=ocp.args.Composite(**items))
             except Exception as e:  # noqa: BLE001 - truncated/missing files: fall back
-                print(f"[elmjax] {where} is damaged ({type(e).__name__}: {str(e)[:200]}); "
-                      f"using the previous one", flush=True)
+                log.warning("%s is damaged (%s: %s); using the previous one",
+                            where, type(e).__name__, str(e)[:200])
                 continue
             return restored["state"], step
         return None
@@ -224,47 +222,27 @@ def saved_config(workdir, step: int | None = None) -> ml_collections.ConfigDict:
         return config_from_json(meta["config"])
 
 
-def load_params(workdir, step: int | None = None, cfg=None, base=None):
-    """``(config, params)`` of a run's checkpoint (latest by default), on the default device.
+def read_params(workdir, step, abstract_params, cfg=None):
+    """``(config, params)``: the ``params`` subtree of a run's checkpoint (latest when ``step``
+    is None) on the default device, without the optimizer state.
 
-    Only the parameters are read (no optimizer state). ``cfg`` overrides the saved config's
-    non-shape settings (e.g. ``model.dtype``) when given. A LoRA/DoRA run's parameters come
-    back merged (``elmjax.model.peft.merge``: plain float32 weights); a run saved with
-    ``checkpoint.adapters_only`` needs its frozen ``base`` (the model's parameter tree).
+    ``abstract_params(saved_config)`` gives the stored tree's shapes (its owner is
+    ``elmjax.train.state``); ``cfg``, when given, must fit the saved shapes and replaces the
+    saved config (e.g. another ``model.dtype``).
     """
-    from elmjax.model import peft
-
     with _reading(workdir, step) as (mgr, directory, step, meta):
         saved = config_from_json(meta["config"])
         if cfg is not None:
             check_compatible(saved, cfg, None, None, f"checkpoint {directory / str(step)}")
             saved = cfg
-        from elmjax.model.openelm import init_params
-
-        def state_params(rng):
-            params = init_params(saved, rng)
-            if peft.enabled(saved):
-                params = peft.wrap(saved, params, rng)
-                if peft.adapters_only(saved):
-                    params = {"adapters": params["adapters"]}
-            return params
-
-        abstract = jax.eval_shape(state_params, jax.random.key(0))
-        if peft.enabled(saved) and "base" not in abstract and base is None:
-            raise ValueError(f"{directory / str(step)} holds LoRA/DoRA adapters only "
-                             f"(checkpoint.adapters_only): the base weights are needed too "
-                             f"(it was fine-tuned from {saved.get('finetune', {}).get('init') or '?'})")
         sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                              abstract)
+                              abstract_params(saved))
         restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
             item={"params": target},
             restore_args={"params": ocp.checkpoint_utils.construct_restore_args(target)},
             partial_restore=True)))
-    params = restored["state"]["params"]
-    if peft.enabled(saved):
-        params = peft.merge(saved, params["base"] if base is None else base, params["adapters"])
-    return saved, params
+    return saved, restored["state"]["params"]
 
 
 def list_checkpoints(workdir) -> list[dict]:

@@ -1,35 +1,48 @@
-"""Config schema, validation and the model's own accounting.
+"""Run configs: the schema with its defaults (in one place), validation, path resolution.
 
-A run is described by one ml-collections ``ConfigDict`` with the sections
-``model``, ``data``, ``train``, ``optim``, ``mesh``, ``checkpoint``, ``log``
-(and optional ones later features add). Presets live in ``experiments/`` and
-start from ``experiments/common.py``.
+A run is described by one ml-collections ``ConfigDict`` with the sections ``model``,
+``data``, ``train``, ``optim``, ``mesh``, ``checkpoint``, ``peft``, ``log``, ``eval`` (and
+``sft``, ``curriculum``, ``finetune`` where a run uses them). :func:`default_config` holds
+every default (Apple's recipe); presets in ``experiments/`` state only what differs.
 
-The per-layer scaling schedule is computed exactly as Apple's OpenELM code
-does (corenet ``projects/openelm``): multipliers are linearly interpolated
-across layers, rounded to two decimals, and widths are rounded with
-``make_divisible``.
+:func:`load` reads ``experiments/NAME.py[:ARG]`` with type-checked ``--config.a.b=v``
+overrides, validates the whole config once (every error names the key and what is allowed),
+and resolves every path in it once (:func:`resolve_paths`, ``elmjax.storage.resolve``).
+Sections owned by other modules are validated by functions those modules register
+(:func:`register_validator`): the model's layer schedule (``elmjax.model.schedule``) and
+the curriculum (``elmjax.data.curriculum``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
 import ml_collections
-import numpy as np
+
+from elmjax import storage
 
 DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION_IMPLS = ("xla", "cudnn", "einsum")
 REMAT_POLICIES = ("none", "full", "save_dots")
 SCHEDULES = ("cosine", "wsd", "constant")
+LONG_DOC_POLICIES = ("split", "truncate")
+PEFT_METHODS = ("none", "lora", "dora")
+PEFT_TARGETS = ("token_embeddings", "qkv_proj", "out_proj", "proj_1", "proj_2")
+PEFT_BASE_DTYPES = ("float32", "bfloat16")
+SFT_FORMATS = ("auto", "ultrafeedback", "messages", "commonsense")
 
 
 class ConfigError(ValueError):
     """A config value is invalid; the message names the key and what is allowed."""
 
 
-# --------------------------------------------------------------------------- schema
+def need(cond: bool, key: str, msg: str) -> None:
+    """Raises ``ConfigError("config key '<key>': <msg>")`` unless ``cond``."""
+    if not cond:
+        raise ConfigError(f"config key '{key}': {msg}")
+
+
+# --------------------------------------------------------------------------- schema and defaults
 
 
 def model_config(**overrides) -> ml_collections.ConfigDict:
@@ -66,141 +79,154 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
     return m
 
 
-# --------------------------------------------------------------------------- schedule
+def peft_config(**overrides) -> ml_collections.ConfigDict:
+    """Defaults of the ``peft`` section (off), updated by ``overrides``.
 
-
-def make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
-    """Apple's rounding: nearest multiple of ``divisor``, never more than 10% below ``v``."""
-    if min_value is None:
-        min_value = divisor
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return int(new_v)
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerSpec:
-    """Widths of one transformer block."""
-
-    num_query_heads: int
-    num_kv_heads: int
-    ffn_dim: int
-
-
-def _interp_multipliers(lo_hi: Sequence[float], num_layers: int) -> list[float]:
-    if len(lo_hi) == num_layers and num_layers != 2:
-        return [round(float(x), 2) for x in lo_hi]
-    lo, hi = lo_hi
-    return [round(float(x), 2) for x in np.linspace(lo, hi, num=num_layers, dtype=float)]
-
-
-def ffn_multipliers(m: ml_collections.ConfigDict) -> list[float]:
-    """Per-layer FFN multipliers, rounded to 2 decimals (as in Hugging Face ``config.json``)."""
-    return _interp_multipliers(tuple(m.ffn_multipliers), m.num_layers)
-
-
-def layer_schedule(m: ml_collections.ConfigDict) -> list[LayerSpec]:
-    """Per-layer (query heads, kv heads, FFN width), exactly as Apple computes them.
-
-    Takes the ``model`` section of a config (or a whole config).
+    ``method`` none | lora | dora; ``rank`` r; ``alpha`` (scale ``alpha / rank``);
+    ``dropout`` on the adapter input path (see the module docstring); ``targets`` a
+    comma-separated subset of :data:`PEFT_TARGETS`; ``base_dtype`` float32 | bfloat16 for the
+    frozen base.
     """
-    if "model" in m:
-        m = m.model
-    n = m.num_layers
-    if m.num_query_heads is not None:
-        q = [int(x) for x in m.num_query_heads]
-        kv = [int(x) for x in m.num_kv_heads] if m.num_kv_heads is not None else [
-            h // m.num_gqa_groups for h in q]
-    else:
-        qkv_m = _interp_multipliers(tuple(m.qkv_multipliers), n)
-        q = [make_divisible(m.model_dim * x, m.head_dim * m.num_gqa_groups) // m.head_dim
-             for x in qkv_m]
-        kv = [h // m.num_gqa_groups for h in q]
-    if m.ffn_dims is not None:
-        ffn = [int(x) for x in m.ffn_dims]
-    else:
-        ffn = [make_divisible(x * m.model_dim, m.ffn_dim_divisor) for x in ffn_multipliers(m)]
-    return [LayerSpec(a, b, c) for a, b, c in zip(q, kv, ffn)]
+    c = ml_collections.ConfigDict(dict(method="none", rank=8, alpha=16.0, dropout=0.0,
+                                       targets="qkv_proj,out_proj,proj_1,proj_2",
+                                       base_dtype="float32"))
+    c.update(overrides)
+    return c
 
 
-# --------------------------------------------------------------------------- accounting
+ALPACA_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n")
+ALPACA_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
 
 
-def param_count(m: ml_collections.ConfigDict) -> int:
-    """Number of parameters (tied embedding counted once)."""
-    if "model" in m:
-        m = m.model
-    d, hd = m.model_dim, m.head_dim
-    total = m.vocab_size * d + d  # embedding + final norm
-    for s in layer_schedule(m):
-        total += d * (s.num_query_heads + 2 * s.num_kv_heads) * hd  # qkv_proj
-        total += s.num_query_heads * hd * d  # out_proj
-        total += 2 * hd if m.normalize_qk else 0
-        total += d * 2 * s.ffn_dim + s.ffn_dim * d  # proj_1, proj_2
-        total += 2 * d  # attn_norm, ffn_norm
-    return total
+def sft_config(**overrides) -> ml_collections.ConfigDict:
+    """Defaults of the ``sft`` section, updated by ``overrides``.
 
-
-def flops_per_token(m: ml_collections.ConfigDict, seq_len: int, causal: bool = True) -> float:
-    """Training FLOPs per token (forward + backward = 3x forward), summed over per-layer widths.
-
-    Matmul FLOPs are ``6 * (matmul parameters)`` plus attention scores and values:
-    per layer ``12 * q_heads * head_dim * seq_len`` (forward 4·q·hd·T for QK^T and AV),
-    halved when ``causal`` because only the lower triangle is needed. ``causal=False``
-    gives the common "6N + 12·L·H·Q·T" form that other projects tabulate.
+    ``files``: comma-separated paths or globs; ``format``: auto | ultrafeedback | messages |
+    commonsense; ``system``/``user``/``assistant``: per-role templates with ``{content}``;
+    ``add_bos``: start each conversation with BOS; ``alpaca_with_input``/``alpaca_no_input``:
+    the CommonSense prompt (``{instruction}``, ``{input}``); ``pack``: pack conversations
+    into rows (False: one padded row each); ``window``: records tokenized together.
     """
-    if "model" in m:
-        m = m.model
-    d, hd = m.model_dim, m.head_dim
-    matmul_params = m.vocab_size * d  # the tied output head is a matmul
-    attn = 0.0
-    for s in layer_schedule(m):
-        matmul_params += d * (s.num_query_heads + 2 * s.num_kv_heads) * hd
-        matmul_params += s.num_query_heads * hd * d + 3 * d * s.ffn_dim
-        attn += 12.0 * s.num_query_heads * hd * seq_len
-    if causal:
-        attn /= 2
-    return 6.0 * matmul_params + attn
+    c = ml_collections.ConfigDict(dict(
+        files="data_mixtures/samples/sft/ultrafeedback.jsonl", format="auto",
+        system="<|system|>\n{content}</s>", user="<|user|>\n{content}</s>",
+        assistant="<|assistant|>\n{content}</s>", add_bos=True,
+        alpaca_with_input=ALPACA_WITH_INPUT, alpaca_no_input=ALPACA_NO_INPUT,
+        pack=True, window=256))
+    c.update(overrides)
+    return c
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every section of a run config, with Apple's pretraining recipe as the defaults
+    (``docs/openelm.md``); presets in ``experiments/`` state only what differs."""
+    c = ml_collections.ConfigDict()
+    c.model = model_config()
+
+    c.data = ml_collections.ConfigDict()
+    c.data.mixture = "data_mixtures/quickstart.yaml"
+    c.data.tokenizer = "data_mixtures/samples/tokenizer.model"
+    c.data.seq_len = 2048
+    # Paper filters (0 turns one off): processed characters, tokens with BOS+EOS.
+    c.data.min_chars = 200
+    c.data.min_tokens = 256
+    c.data.long_doc_policy = "split"  # split | truncate (corenet: keep the first seq_len)
+    c.data.shuffle_buffer = 1024  # documents per source shuffled (and tokenized) together
+    c.data.mix_block_tokens = 0  # sources interleave in blocks of this many tokens; 0 = max(8 * seq_len, 1024)
+    c.data.pack_rows = 256  # rows packed (first-fit-decreasing) and shuffled together
+    c.data.num_workers = 0  # grain worker processes (mp_prefetch); 0 = in the trainer process
+    c.data.worker_buffer_size = 2  # blocks each worker keeps ready
+    c.data.prefetch = 2  # batches a background thread keeps ready; 0 = off
+    c.data.tokenizer_threads = 1  # SentencePiece threads per process
+    # Drop documents whose source `quality_field` scores below this (None: off).
+    c.data.min_quality = ml_collections.config_dict.placeholder(float)
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 350_000
+    c.train.global_batch_size = 2048
+    c.train.microbatches = 1
+    c.train.seed = 0
+    c.train.z_loss = 1e-4
+    c.train.max_nonfinite_in_a_row = 5
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.peak_lr = 5.3e-3
+    c.optim.init_lr = 1e-6
+    c.optim.warmup_steps = 5000
+    c.optim.schedule = "cosine"  # cosine | wsd | constant
+    c.optim.decay_steps = 350_000  # cosine reaches min_lr_ratio * peak here
+    c.optim.wsd_decay_fraction = 0.2  # wsd: final fraction of steps spent decaying
+    c.optim.min_lr_ratio = 0.1
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.95
+    c.optim.eps = 1e-8
+    c.optim.weight_decay = 0.1
+    c.optim.clip_norm = 1.0
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = 1
+    c.mesh.fsdp = -1
+    c.mesh.tensor = 1
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every = 5000
+    c.checkpoint.keep = 3
+    c.checkpoint.keep_every = 0  # also keep every M-th step forever (0: off)
+    c.checkpoint.adapters_only = False  # PEFT: save adapters (+ their optimizer state), not the base
+
+    c.peft = peft_config()  # LoRA / DoRA (elmjax.model.peft); method "none" trains every weight
+
+    c.log = ml_collections.ConfigDict()
+    c.log.every = 10
+
+    # Evaluation during training (`elmjax train`): every N steps (0: off), held-out
+    # perplexity on a mixture YAML or a .jsonl/.json/.parquet/.txt file and/or zero-shot
+    # tasks read from eval.data_dir (task files, else prepared TFDS datasets: see
+    # elmjax.eval.tasks); results go to metrics.jsonl and TensorBoard.
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every = 0
+    c.eval.perplexity = ""
+    c.eval.perplexity_docs = 200
+    c.eval.tasks = ""  # e.g. "arc_easy,piqa"
+    c.eval.data_dir = ""
+    c.eval.limit = 0  # documents per task (0: all)
+    c.eval.batch_size = 8
+    return c
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _need(cond: bool, key: str, msg: str):
-    if not cond:
-        raise ConfigError(f"config key '{key}': {msg}")
 
 
 def validate_model(m: ml_collections.ConfigDict, prefix: str = "model") -> None:
     """Checks the ``model`` section; raises ``ConfigError`` naming the key."""
     for key in ("num_layers", "model_dim", "head_dim", "num_gqa_groups", "vocab_size",
                 "ffn_dim_divisor", "rope_max_length", "max_context_length"):
-        _need(isinstance(m[key], int) and m[key] > 0, f"{prefix}.{key}",
-              f"must be a positive integer, got {m[key]!r}")
-    _need(m.dtype in DTYPES, f"{prefix}.dtype", f"must be one of {DTYPES}, got {m.dtype!r}")
-    _need(m.param_dtype in DTYPES, f"{prefix}.param_dtype",
-          f"must be one of {DTYPES}, got {m.param_dtype!r}")
-    _need(m.attention in ATTENTION_IMPLS, f"{prefix}.attention",
-          f"must be one of {ATTENTION_IMPLS}, got {m.attention!r}")
-    _need(m.remat in REMAT_POLICIES, f"{prefix}.remat",
-          f"must be one of {REMAT_POLICIES}, got {m.remat!r}")
-    _need(m.norm_eps > 0, f"{prefix}.norm_eps", f"must be > 0, got {m.norm_eps}")
-    _need(m.head_dim % 2 == 0, f"{prefix}.head_dim", "must be even (rotary embeddings)")
+        need(isinstance(m[key], int) and m[key] > 0, f"{prefix}.{key}",
+             f"must be a positive integer, got {m[key]!r}")
+    need(m.dtype in DTYPES, f"{prefix}.dtype", f"must be one of {DTYPES}, got {m.dtype!r}")
+    need(m.param_dtype in DTYPES, f"{prefix}.param_dtype",
+         f"must be one of {DTYPES}, got {m.param_dtype!r}")
+    need(m.attention in ATTENTION_IMPLS, f"{prefix}.attention",
+         f"must be one of {ATTENTION_IMPLS}, got {m.attention!r}")
+    need(m.remat in REMAT_POLICIES, f"{prefix}.remat",
+         f"must be one of {REMAT_POLICIES}, got {m.remat!r}")
+    need(m.norm_eps > 0, f"{prefix}.norm_eps", f"must be > 0, got {m.norm_eps}")
+    need(m.head_dim % 2 == 0, f"{prefix}.head_dim", "must be even (rotary embeddings)")
     for key in ("qkv_multipliers", "ffn_multipliers"):
         v = tuple(m[key])
-        _need(len(v) in (2, m.num_layers) and all(x > 0 for x in v), f"{prefix}.{key}",
-              f"must be (low, high) or one positive value per layer, got {v}")
+        need(len(v) in (2, m.num_layers) and all(x > 0 for x in v), f"{prefix}.{key}",
+             f"must be (low, high) or one positive value per layer, got {v}")
     for key in ("num_query_heads", "num_kv_heads", "ffn_dims"):
         if m[key] is not None:
-            _need(len(m[key]) == m.num_layers, f"{prefix}.{key}",
-                  f"must have num_layers={m.num_layers} entries, got {len(m[key])}")
-    for i, s in enumerate(layer_schedule(m)):
-        _need(s.num_query_heads > 0 and s.num_kv_heads > 0 and s.ffn_dim > 0,
-              f"{prefix}.num_query_heads", f"layer {i} has an empty width: {s}")
-        _need(s.num_query_heads % s.num_kv_heads == 0, f"{prefix}.num_kv_heads",
-              f"layer {i}: {s.num_query_heads} query heads are not a multiple of "
-              f"{s.num_kv_heads} kv heads")
+            need(len(m[key]) == m.num_layers, f"{prefix}.{key}",
+                 f"must have num_layers={m.num_layers} entries, got {len(m[key])}")
+    for check in _MODEL_VALIDATORS:
+        check(m, prefix)
 
 
 def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -208,7 +234,7 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
     Raises ``ConfigError`` whose message names the offending key and the allowed values.
     """
-    _need("model" in cfg, "model", "section is missing")
+    need("model" in cfg, "model", "section is missing")
     validate_model(cfg.model)
     for validator in _SECTION_VALIDATORS:
         validator(cfg)
@@ -216,48 +242,50 @@ def validate(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 _SECTION_VALIDATORS: list = []
+_MODEL_VALIDATORS: list = []
 
 
-def register_validator(fn):
-    """Adds a validator for a config section owned by another module (data, train, ...)."""
-    _SECTION_VALIDATORS.append(fn)
+def register_validator(fn, model: bool = False):
+    """Adds a validator owned by another module: ``fn(cfg)`` for a whole config, or with
+    ``model=True`` ``fn(model_section, prefix)`` run by :func:`validate_model`."""
+    registry = _MODEL_VALIDATORS if model else _SECTION_VALIDATORS
+    if fn not in registry:
+        registry.append(fn)
     return fn
 
 
 def _validate_train(cfg):
     if "train" in cfg:
         t = cfg.train
-        _need(t.steps >= 0, "train.steps", f"must be >= 0, got {t.steps}")
-        _need(t.global_batch_size > 0, "train.global_batch_size",
-              f"must be positive, got {t.global_batch_size}")
-        _need(t.microbatches >= 1 and t.global_batch_size % t.microbatches == 0,
-              "train.microbatches",
-              f"must be >= 1 and divide train.global_batch_size={t.global_batch_size}, "
-              f"got {t.microbatches}")
+        need(t.steps >= 0, "train.steps", f"must be >= 0, got {t.steps}")
+        need(t.global_batch_size > 0, "train.global_batch_size",
+             f"must be positive, got {t.global_batch_size}")
+        need(t.microbatches >= 1 and t.global_batch_size % t.microbatches == 0,
+             "train.microbatches",
+             f"must be >= 1 and divide train.global_batch_size={t.global_batch_size}, "
+             f"got {t.microbatches}")
     if "optim" in cfg:
         o = cfg.optim
-        _need(o.schedule in SCHEDULES, "optim.schedule",
-              f"must be one of {SCHEDULES}, got {o.schedule!r}")
-        _need(o.peak_lr > 0, "optim.peak_lr", f"must be > 0, got {o.peak_lr}")
-        _need(0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio",
-              f"must be in [0, 1], got {o.min_lr_ratio}")
-        _need(o.warmup_steps >= 0, "optim.warmup_steps", f"must be >= 0, got {o.warmup_steps}")
+        need(o.schedule in SCHEDULES, "optim.schedule",
+             f"must be one of {SCHEDULES}, got {o.schedule!r}")
+        need(o.peak_lr > 0, "optim.peak_lr", f"must be > 0, got {o.peak_lr}")
+        need(0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio",
+             f"must be in [0, 1], got {o.min_lr_ratio}")
+        need(o.warmup_steps >= 0, "optim.warmup_steps", f"must be >= 0, got {o.warmup_steps}")
     if "mesh" in cfg:
         for key in ("data", "fsdp", "tensor"):
             v = cfg.mesh[key]
-            _need(isinstance(v, int) and (v > 0 or v == -1), f"mesh.{key}",
-                  f"must be a positive integer or -1 (the rest of the devices), got {v!r}")
-        _need([cfg.mesh[k] for k in ("data", "fsdp", "tensor")].count(-1) <= 1, "mesh",
-              "at most one of mesh.data / mesh.fsdp / mesh.tensor may be -1")
+            need(isinstance(v, int) and (v > 0 or v == -1), f"mesh.{key}",
+                 f"must be a positive integer or -1 (the rest of the devices), got {v!r}")
+        need([cfg.mesh[k] for k in ("data", "fsdp", "tensor")].count(-1) <= 1, "mesh",
+             "at most one of mesh.data / mesh.fsdp / mesh.tensor may be -1")
     if "data" in cfg and "seq_len" in cfg.data:
-        _need(0 < cfg.data.seq_len <= cfg.model.rope_max_length, "data.seq_len",
-              f"must be in [1, model.rope_max_length={cfg.model.rope_max_length}], "
-              f"got {cfg.data.seq_len}")
+        need(0 < cfg.data.seq_len <= cfg.model.rope_max_length, "data.seq_len",
+             f"must be in [1, model.rope_max_length={cfg.model.rope_max_length}], "
+             f"got {cfg.data.seq_len}")
 
 
 register_validator(_validate_train)
-
-LONG_DOC_POLICIES = ("split", "truncate")
 
 
 def _validate_data(cfg):
@@ -266,145 +294,98 @@ def _validate_data(cfg):
     d = cfg.data
     for key in ("mixture", "tokenizer"):
         if key in d:
-            _need(isinstance(d[key], str) and d[key], f"data.{key}",
-                  f"must be a non-empty path, got {d[key]!r}")
+            need(isinstance(d[key], str) and d[key], f"data.{key}",
+                 f"must be a non-empty path, got {d[key]!r}")
     for key in ("min_chars", "min_tokens", "num_workers", "prefetch", "mix_block_tokens"):
         if key in d:
-            _need(isinstance(d[key], int) and d[key] >= 0, f"data.{key}",
-                  f"must be an integer >= 0 (0 turns it off / means auto), got {d[key]!r}")
+            need(isinstance(d[key], int) and d[key] >= 0, f"data.{key}",
+                 f"must be an integer >= 0 (0 turns it off / means auto), got {d[key]!r}")
     for key in ("shuffle_buffer", "pack_rows", "worker_buffer_size", "tokenizer_threads"):
         if key in d:
-            _need(isinstance(d[key], int) and d[key] >= 1, f"data.{key}",
-                  f"must be a positive integer, got {d[key]!r}")
+            need(isinstance(d[key], int) and d[key] >= 1, f"data.{key}",
+                 f"must be a positive integer, got {d[key]!r}")
     if "long_doc_policy" in d:
-        _need(d.long_doc_policy in LONG_DOC_POLICIES, "data.long_doc_policy",
-              f"must be one of {LONG_DOC_POLICIES}, got {d.long_doc_policy!r}")
+        need(d.long_doc_policy in LONG_DOC_POLICIES, "data.long_doc_policy",
+             f"must be one of {LONG_DOC_POLICIES}, got {d.long_doc_policy!r}")
 
 
 register_validator(_validate_data)
-
-
-# --------------------------------------------------------------------------- curriculum
-
-PHASE_LR = ("continue", "constant", "linear_decay", "cosine_decay")
-
-
-@dataclasses.dataclass(frozen=True)
-class PhaseSpan:
-    """One curriculum phase: steps ``[start, end)``, its mixture, data overrides, LR segment."""
-
-    index: int
-    name: str
-    start: int
-    end: int
-    mixture: str
-    data: dict
-    lr_schedule: str = "continue"
-
-
-def curriculum_phases(cfg) -> list[PhaseSpan]:
-    """The run's phases in order. Without a ``curriculum`` section: one phase over
-    ``data.mixture`` covering every step.
-
-    A curriculum section names its phases in order (``curriculum.phases = "web,refined"``)
-    and holds one sub-section per phase with ``mixture``, a length (``steps`` or
-    ``fraction`` of ``train.steps``; the last phase may leave both 0 to take the rest),
-    optional ``data`` overrides and ``lr_schedule`` (one of ``PHASE_LR``).
-    """
-    total = int(cfg.train.steps)
-    if "curriculum" not in cfg or not cfg.curriculum.get("phases"):
-        return [PhaseSpan(0, "main", 0, total, cfg.data.mixture, {})]
-    names = [n.strip() for n in cfg.curriculum.phases.split(",") if n.strip()]
-    for name in names:
-        _need(name in cfg.curriculum, f"curriculum.{name}",
-              f"phase {name!r} is listed in curriculum.phases but has no section")
-    spans, start = [], 0
-    for i, name in enumerate(names):
-        ph = cfg.curriculum[name]
-        steps, fraction = int(ph.get("steps", 0)), float(ph.get("fraction", 0.0))
-        _need(not (steps and fraction), f"curriculum.{name}", "give steps or fraction, not both")
-        _need(steps >= 0 and 0 <= fraction <= 1, f"curriculum.{name}",
-              f"steps must be >= 0 and fraction in [0, 1], got {steps}, {fraction}")
-        if steps or fraction:
-            length = steps or int(round(fraction * total))
-        else:
-            _need(i == len(names) - 1, f"curriculum.{name}",
-                  "only the last phase may omit its length (it takes the remaining steps)")
-            length = total - start
-        _need(ph.get("mixture"), f"curriculum.{name}.mixture", "every phase needs a mixture file")
-        lr = ph.get("lr_schedule", "continue")
-        _need(lr in PHASE_LR, f"curriculum.{name}.lr_schedule", f"must be one of {PHASE_LR}, got {lr!r}")
-        overrides = dict(ph.get("data", {}))
-        for key in overrides:
-            _need(key in cfg.data, f"curriculum.{name}.data.{key}",
-                  f"is not a data setting (allowed: {sorted(cfg.data)})")
-        spans.append(PhaseSpan(i, name, start, start + length, ph.mixture, overrides, lr))
-        start += length
-    _need(start == total, "curriculum",
-          f"phases {[(s.name, s.end - s.start) for s in spans]} cover {start} steps but "
-          f"train.steps is {total}; adjust the phase lengths")
-    return spans
-
-
-def _validate_curriculum(cfg):
-    if "curriculum" not in cfg or "train" not in cfg or "data" not in cfg:
-        return
-    for span in curriculum_phases(cfg):
-        _need(span.end > span.start, f"curriculum.{span.name}", "a phase must have at least one step")
-        from etils import epath
-
-        path = _find_file(span.mixture)
-        _need(epath.Path(path).exists() or "://" in span.mixture, f"curriculum.{span.name}.mixture",
-              f"file not found: {span.mixture}")
-
-
-def _find_file(path: str) -> str:
-    """A config path as given, else relative to the repository root (like data files)."""
-    import os
-
-    if os.path.isabs(path) or os.path.exists(path) or "://" in path:
-        return path
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.join(repo, path)
-
-
-register_validator(_validate_curriculum)
-
-
-# --------------------------------------------------------------------------- fine-tuning
-
-PEFT_METHODS = ("none", "lora", "dora")
-PEFT_TARGETS = ("token_embeddings", "qkv_proj", "out_proj", "proj_1", "proj_2")
-PEFT_BASE_DTYPES = ("float32", "bfloat16")
-SFT_FORMATS = ("auto", "ultrafeedback", "messages", "commonsense")
 
 
 def _validate_finetune(cfg):
     """The ``peft`` section (LoRA/DoRA, ``elmjax.model.peft``) and ``sft`` (``elmjax.data.sft``)."""
     if "peft" in cfg:
         p = cfg.peft
-        _need(p.method in PEFT_METHODS, "peft.method", f"must be one of {PEFT_METHODS}, got {p.method!r}")
-        _need(p.base_dtype in PEFT_BASE_DTYPES, "peft.base_dtype",
-              f"must be one of {PEFT_BASE_DTYPES}, got {p.base_dtype!r}")
+        need(p.method in PEFT_METHODS, "peft.method", f"must be one of {PEFT_METHODS}, got {p.method!r}")
+        need(p.base_dtype in PEFT_BASE_DTYPES, "peft.base_dtype",
+             f"must be one of {PEFT_BASE_DTYPES}, got {p.base_dtype!r}")
         if p.method != "none":
-            _need(isinstance(p.rank, int) and p.rank > 0, "peft.rank",
-                  f"must be a positive integer, got {p.rank!r}")
-            _need(p.alpha > 0, "peft.alpha", f"must be > 0, got {p.alpha!r}")
-            _need(0 <= p.dropout < 1, "peft.dropout", f"must be in [0, 1), got {p.dropout!r}")
+            need(isinstance(p.rank, int) and p.rank > 0, "peft.rank",
+                 f"must be a positive integer, got {p.rank!r}")
+            need(p.alpha > 0, "peft.alpha", f"must be > 0, got {p.alpha!r}")
+            need(0 <= p.dropout < 1, "peft.dropout", f"must be in [0, 1), got {p.dropout!r}")
             names = [t.strip() for t in p.targets.split(",") if t.strip()]
             bad = [t for t in names if t not in PEFT_TARGETS]
-            _need(bool(names) and not bad, "peft.targets",
-                  f"must be a comma-separated subset of {PEFT_TARGETS}, got {p.targets!r}")
+            need(bool(names) and not bad, "peft.targets",
+                 f"must be a comma-separated subset of {PEFT_TARGETS}, got {p.targets!r}")
     if "sft" in cfg:
         s = cfg.sft
-        _need(isinstance(s.files, str) and s.files.strip() != "", "sft.files",
-              f"must be a non-empty comma-separated list of paths or globs, got {s.files!r}")
-        _need(s.format in SFT_FORMATS, "sft.format", f"must be one of {SFT_FORMATS}, got {s.format!r}")
-        _need(isinstance(s.window, int) and s.window >= 1, "sft.window",
-              f"must be a positive integer, got {s.window!r}")
+        need(isinstance(s.files, str) and s.files.strip() != "", "sft.files",
+             f"must be a non-empty comma-separated list of paths or globs, got {s.files!r}")
+        need(s.format in SFT_FORMATS, "sft.format", f"must be one of {SFT_FORMATS}, got {s.format!r}")
+        need(isinstance(s.window, int) and s.window >= 1, "sft.window",
+             f"must be a positive integer, got {s.window!r}")
 
 
 register_validator(_validate_finetune)
+
+
+# --------------------------------------------------------------------------- paths
+
+# Keys holding one path, and keys holding a comma-separated list of paths or globs.
+PATH_KEYS = ("data.mixture", "data.tokenizer", "eval.perplexity", "eval.data_dir",
+             "finetune.init")
+PATH_LIST_KEYS = ("sft.files",)
+
+
+def _get(cfg, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _set(cfg, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    node = cfg
+    for part in parents:
+        node = node[part]
+    node[last] = value
+
+
+def resolve_paths(cfg: ml_collections.ConfigDict, cwd: str | None = None) -> ml_collections.ConfigDict:
+    """Resolves every path in ``cfg`` in place (``elmjax.storage.resolve``); returns ``cfg``.
+
+    Covers :data:`PATH_KEYS`, :data:`PATH_LIST_KEYS` and each curriculum phase's
+    ``mixture``. Idempotent: resolved paths resolve to themselves.
+    """
+    for key in PATH_KEYS:
+        value = _get(cfg, key)
+        if isinstance(value, str) and value:
+            _set(cfg, key, storage.resolve(value, cwd))
+    for key in PATH_LIST_KEYS:
+        value = _get(cfg, key)
+        if isinstance(value, str) and value:
+            _set(cfg, key, storage.resolve_list(value, cwd))
+    phases = _get(cfg, "curriculum.phases")
+    if phases:
+        for name in (n.strip() for n in phases.split(",") if n.strip()):
+            mixture = _get(cfg, f"curriculum.{name}.mixture")
+            if isinstance(mixture, str) and mixture:
+                cfg.curriculum[name].mixture = storage.resolve(mixture, cwd)
+    return cfg
 
 
 # --------------------------------------------------------------------------- loading
@@ -413,8 +394,8 @@ register_validator(_validate_finetune)
 def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     """Loads ``experiments/NAME.py[:ARG]`` and applies ``--config.a.b=v`` overrides.
 
-    Uses absl's ``config_flags`` so overrides are type-checked against the config.
-    Returns the validated config.
+    Uses absl's ``config_flags`` so overrides are type-checked against the config. Returns
+    the validated config with its paths resolved (:func:`resolve_paths`).
     """
     from absl import flags
     from ml_collections import config_flags
@@ -434,17 +415,4 @@ def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     cfg = fv.config
     if cfg is None:
         raise ConfigError(f"--config {spec!r} did not produce a config")
-    return validate(cfg)
-
-
-def describe(cfg: ml_collections.ConfigDict) -> str:
-    """A human-readable summary of the model's layer schedule and size."""
-    m = cfg.model if "model" in cfg else cfg
-    rows = [f"{'layer':>5} {'q_heads':>7} {'kv_heads':>8} {'ffn_dim':>7}"]
-    for i, s in enumerate(layer_schedule(m)):
-        rows.append(f"{i:>5} {s.num_query_heads:>7} {s.num_kv_heads:>8} {s.ffn_dim:>7}")
-    n = param_count(m)
-    rows.append(f"parameters: {n:,} ({n / 1e6:.2f} M); model_dim {m.model_dim}, "
-                f"head_dim {m.head_dim}, vocab {m.vocab_size}, layers {m.num_layers}")
-    return "\n".join(rows)
-
+    return resolve_paths(validate(cfg))

@@ -1,4 +1,4 @@
-"""Run metrics: JSONL and TensorBoard writers, the progress bar and the loss-curve plot."""
+"""Run metrics: JSONL and TensorBoard writers and the loss-curve plot."""
 
 from __future__ import annotations
 
@@ -57,16 +57,20 @@ def read_metrics(workdir) -> list[dict]:
 
 
 def plot_loss(workdir, out_name: str = "loss.png") -> str | None:
-    """Writes a loss-curve PNG from ``metrics.jsonl``; returns its path (None if no rows)."""
+    """Writes a loss-curve PNG from ``metrics.jsonl``; returns its path (None if no rows).
+
+    Draws on its own ``Figure`` with an Agg canvas: the process's matplotlib backend and
+    pyplot's figure list are left as they are.
+    """
     rows = [r for r in read_metrics(workdir) if "loss" in r]
     if not rows:
         return None
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    fig = Figure(figsize=(7, 4), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.4, label="train loss")
     evals = [r for r in rows if "eval_loss" in r]
     if evals:
@@ -86,13 +90,4 @@ def plot_loss(workdir, out_name: str = "loss.png") -> str | None:
     out = epath.Path(workdir) / out_name
     with out.open("wb") as f:
         fig.savefig(f, format="png")
-    plt.close(fig)
     return str(out)
-
-
-def progress_bar(total: int, initial: int = 0, enabled: bool = True):
-    """A tqdm bar over steps with ETA (disabled on processes other than 0)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step",
-                dynamic_ncols=True, smoothing=0.1)

@@ -4,14 +4,17 @@ Mesh axes are ``data``, ``fsdp`` and ``tensor``. Parameters carry logical axis n
 (``embed``, ``qkv``, ``heads``, ``mlp``, ``vocab``, ``norm``); ``mesh.rules`` maps each to
 mesh axes, e.g. ``"batch=data+fsdp,embed=fsdp,vocab=tensor,qkv=tensor,heads=tensor,mlp=tensor"``.
 A dimension that its mesh axes do not divide (OpenELM's per-layer head counts make this
-common under tensor parallelism) is replicated, and each such fallback is logged once.
+common under tensor parallelism) is replicated; ``tree_shardings`` logs each distinct
+fallback once per call (not once per array), and nothing is remembered between calls.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -22,7 +25,16 @@ log = logging.getLogger("elmjax.parallel")
 
 MESH_AXES = ("data", "fsdp", "tensor")
 DEFAULT_RULES = "batch=data+fsdp,embed=fsdp,vocab=tensor,qkv=tensor,heads=tensor,mlp=tensor"
-_logged_fallbacks: set = set()
+
+
+class Fallback(NamedTuple):
+    """A logical dimension left replicated: ``dim`` (its size) is not divisible by the
+    product ``size`` of the mesh ``axes`` its logical ``name`` maps to."""
+
+    name: str
+    dim: int
+    axes: tuple
+    size: int
 
 
 def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
@@ -83,8 +95,11 @@ def rules_of(cfg) -> dict[str, tuple[str, ...]]:
     return parse_rules(cfg.mesh.get("rules", DEFAULT_RULES))
 
 
-def spec_for(shape, logical: P | None, rules, mesh: Mesh, what: str = "") -> P:
-    """Maps a logical ``PartitionSpec`` to mesh axes, replicating dims the axes don't divide."""
+def spec_for(shape, logical: P | None, rules, mesh: Mesh, fallbacks: list | None = None) -> P:
+    """Maps a logical ``PartitionSpec`` to mesh axes, replicating dims the axes don't divide.
+
+    Each such dimension is appended to ``fallbacks`` (a ``Fallback``) when a list is given.
+    """
     if logical is None:
         return P()
     out = []
@@ -93,11 +108,8 @@ def spec_for(shape, logical: P | None, rules, mesh: Mesh, what: str = "") -> P:
         axes = tuple(a for a in rules.get(name, ()) if mesh.shape[a] > 1 and a not in used)
         size = math.prod(mesh.shape[a] for a in axes)
         if axes and dim % size:
-            key = (name, dim, axes)
-            if key not in _logged_fallbacks:
-                _logged_fallbacks.add(key)
-                log.warning("replicating %s dim %s=%d: not divisible by mesh axes %s (size %d)",
-                            what or "an array", name, dim, "+".join(axes), size)
+            if fallbacks is not None:
+                fallbacks.append(Fallback(name, dim, axes, size))
             axes = ()
         used.update(axes)
         out.append(axes[0] if len(axes) == 1 else (axes or None))
@@ -105,10 +117,19 @@ def spec_for(shape, logical: P | None, rules, mesh: Mesh, what: str = "") -> P:
 
 
 def tree_shardings(mesh: Mesh, abstract_tree, logical_tree, rules) -> object:
-    """NamedShardings for a tree of arrays/ShapeDtypeStructs given its logical specs."""
-    return jax.tree.map(
-        lambda x, spec: NamedSharding(mesh, spec_for(x.shape, spec, rules, mesh)),
+    """NamedShardings for a tree of arrays/ShapeDtypeStructs given its logical specs.
+
+    Dimensions replicated because their mesh axes do not divide them are logged as one
+    warning per distinct ``Fallback`` of this call, with the number of arrays it affects.
+    """
+    fallbacks: list = []
+    shardings = jax.tree.map(
+        lambda x, spec: NamedSharding(mesh, spec_for(x.shape, spec, rules, mesh, fallbacks)),
         abstract_tree, logical_tree, is_leaf=lambda x: isinstance(x, P) or x is None)
+    for f, count in collections.Counter(fallbacks).items():
+        log.warning("replicating dim %s=%d of %d array(s): not divisible by mesh axes %s "
+                    "(size %d)", f.name, f.dim, count, "+".join(f.axes), f.size)
+    return shardings
 
 
 def opt_state_shardings(tx, mesh: Mesh, abstract_opt_state, param_shardings):

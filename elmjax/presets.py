@@ -15,8 +15,7 @@ import types
 
 import ml_collections
 
-from elmjax.config import model_config
-from elmjax.model.peft import peft_config
+from elmjax.config import default_config, sft_config
 
 # Apple's released models: (num_layers, model_dim, head_dim, peak learning rate).
 OPENELM_SIZES = {
@@ -64,80 +63,9 @@ def sibling(file, name: str) -> types.ModuleType:
     return config_module(os.path.join(os.path.dirname(os.path.abspath(file)), f"{name}.py"))
 
 
-def base_config():
-    """Every section with Apple's pretraining recipe as the default (REFERENCE.md)."""
-    c = ml_collections.ConfigDict()
-    c.model = model_config()
-
-    c.data = ml_collections.ConfigDict()
-    c.data.mixture = "data_mixtures/quickstart.yaml"
-    c.data.tokenizer = "data_mixtures/samples/tokenizer.model"
-    c.data.seq_len = 2048
-    # Paper filters (0 turns one off): processed characters, tokens with BOS+EOS.
-    c.data.min_chars = 200
-    c.data.min_tokens = 256
-    c.data.long_doc_policy = "split"  # split | truncate (corenet: keep the first seq_len)
-    c.data.shuffle_buffer = 1024  # documents per source shuffled (and tokenized) together
-    c.data.mix_block_tokens = 0  # sources interleave in blocks of this many tokens; 0 = max(8 * seq_len, 1024)
-    c.data.pack_rows = 256  # rows packed (first-fit-decreasing) and shuffled together
-    c.data.num_workers = 0  # grain worker processes (mp_prefetch); 0 = in the trainer process
-    c.data.worker_buffer_size = 2  # blocks each worker keeps ready
-    c.data.prefetch = 2  # batches a background thread keeps ready; 0 = off
-    c.data.tokenizer_threads = 1  # SentencePiece threads per process
-    # Drop documents whose source `quality_field` scores below this (None: off).
-    c.data.min_quality = ml_collections.config_dict.placeholder(float)
-
-    c.train = ml_collections.ConfigDict()
-    c.train.steps = 350_000
-    c.train.global_batch_size = 2048
-    c.train.microbatches = 1
-    c.train.seed = 0
-    c.train.z_loss = 1e-4
-    c.train.max_nonfinite_in_a_row = 5
-
-    c.optim = ml_collections.ConfigDict()
-    c.optim.peak_lr = 5.3e-3
-    c.optim.init_lr = 1e-6
-    c.optim.warmup_steps = 5000
-    c.optim.schedule = "cosine"  # cosine | wsd | constant
-    c.optim.decay_steps = 350_000  # cosine reaches min_lr_ratio * peak here
-    c.optim.wsd_decay_fraction = 0.2  # wsd: final fraction of steps spent decaying
-    c.optim.min_lr_ratio = 0.1
-    c.optim.b1 = 0.9
-    c.optim.b2 = 0.95
-    c.optim.eps = 1e-8
-    c.optim.weight_decay = 0.1
-    c.optim.clip_norm = 1.0
-
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = 1
-    c.mesh.fsdp = -1
-    c.mesh.tensor = 1
-
-    c.checkpoint = ml_collections.ConfigDict()
-    c.checkpoint.every = 5000
-    c.checkpoint.keep = 3
-    c.checkpoint.keep_every = 0  # also keep every M-th step forever (0: off)
-    c.checkpoint.adapters_only = False  # PEFT: save adapters (+ their optimizer state), not the base
-
-    c.peft = peft_config()  # LoRA / DoRA (elmjax.model.peft); method "none" trains every weight
-
-    c.log = ml_collections.ConfigDict()
-    c.log.every = 10
-
-    # Evaluation during training (`elmjax train`): every N steps (0: off), held-out
-    # perplexity on a mixture YAML or a .jsonl/.json/.parquet/.txt file and/or zero-shot
-    # tasks read from eval.data_dir (task files, else prepared TFDS datasets: see
-    # elmjax.eval.tasks); results go to metrics.jsonl and TensorBoard.
-    c.eval = ml_collections.ConfigDict()
-    c.eval.every = 0
-    c.eval.perplexity = ""
-    c.eval.perplexity_docs = 200
-    c.eval.tasks = ""  # e.g. "arc_easy,piqa"
-    c.eval.data_dir = ""
-    c.eval.limit = 0  # documents per task (0: all)
-    c.eval.batch_size = 8
-    return c
+def base_config() -> ml_collections.ConfigDict:
+    """Every section with Apple's pretraining recipe as the defaults (``elmjax.config.default_config``)."""
+    return default_config()
 
 
 def openelm_config(size, smoke=False):
@@ -198,8 +126,6 @@ def finetune_config(c, files, *, steps, batch, lr, seq_len, warmup, min_lr_ratio
     and sets the schedule: AdamW with no weight decay, warm-up, cosine to
     ``min_lr_ratio * lr`` at the last step, no z-loss.
     """
-    from elmjax.data.sft import sft_config
-
     c.sft = sft_config(files=files, pack=pack)
     c.data.seq_len = seq_len
     c.train.steps = steps

@@ -6,7 +6,7 @@ Launch::
         --workdir runs/openelm_270m_dora --config.sft.files=/path/to/commonsense_170k.json \
         --config.data.tokenizer=/path/to/llama/tokenizer.model
 
-Settings as in ``openelm_270m_lora.py`` (REFERENCE.md: the same rank, alpha, dropout,
+Settings as in ``openelm_270m_lora.py`` (docs/openelm.md: the same rank, alpha, dropout,
 targets and schedule, with DoRA's magnitude/direction decomposition).
 """
 

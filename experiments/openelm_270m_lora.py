@@ -7,11 +7,12 @@ Launch (``commonsense_170k.json`` as distributed by LLM-Adapters, a local file):
         --config.data.tokenizer=/path/to/llama/tokenizer.model
     elmjax export --workdir runs/openelm_270m_lora --merge-adapters --out OpenELM-270M-lora
 
-From REFERENCE.md: LoRA r=32, alpha=32, dropout 0.1 on token embeddings, qkv_proj,
-out_proj, proj_1 and proj_2; AdamW at 3e-4, cosine to 3e-5, 1000 warm-up steps, 4375 steps,
-no weight decay; the Alpaca prompt. Not in REFERENCE.md and chosen here: 128 sequences per
-step, one per row (4375 steps are then ~3.3 epochs of 170k, close to LLM-Adapters' 3),
-length 256 (LLM-Adapters' cut-off), the frozen base in bfloat16, adapters-only checkpoints.
+From docs/openelm.md (fine-tuning recipes): LoRA r=32, alpha=32, dropout 0.1 on token
+embeddings, qkv_proj, out_proj, proj_1 and proj_2; AdamW at 3e-4, cosine to 3e-5, 1000
+warm-up steps, 4375 steps, no weight decay; the Alpaca prompt. Not in the paper and chosen
+here: 128 sequences per step, one per row (4375 steps are then ~3.3 epochs of 170k, close to
+LLM-Adapters' 3), length 256 (LLM-Adapters' cut-off), the frozen base in bfloat16,
+adapters-only checkpoints.
 ``:dora=True`` gives DoRA (see ``openelm_270m_dora.py``).
 """
 

@@ -7,10 +7,10 @@ Launch (the data and weights are local files; nothing is downloaded)::
         --config.sft.files=/path/to/ultrafeedback_binarized/train_prefs-*.parquet \
         --config.data.tokenizer=/path/to/llama/tokenizer.model
 
-From REFERENCE.md: 5 epochs at learning rate 2e-5 for 270M, maximum length 1024, the
-Zephyr-style template. Apple trained with preference losses (DPO / hinge) on the
-chosen/rejected pairs; this config does supervised tuning on the chosen responses.
-Not in REFERENCE.md and chosen here: 64 conversations per step, one per row
+From docs/openelm.md (fine-tuning recipes): 5 epochs at learning rate 2e-5 for 270M,
+maximum length 1024, the Zephyr-style template. Apple trained with preference losses (DPO /
+hinge) on the chosen/rejected pairs; this config does supervised tuning on the chosen
+responses. Not in the paper and chosen here: 64 conversations per step, one per row
 (``sft.pack=False``, so ``steps`` = 5 epochs of the 61,135 prompts of ``train_prefs``),
 10% linear warm-up and cosine decay to zero (as in the alignment-handbook recipes).
 

@@ -1,6 +1,7 @@
 """What the trainer reads from: the data pipeline of the current curriculum phase.
 
-``TrainData(cfg)`` follows ``config.curriculum_phases(cfg)``: one grain pipeline per
+``curriculum_phases(cfg)`` reads the phases of a run config (validated here, registered
+with ``elmjax.config``). ``TrainData(cfg)`` follows them: one grain pipeline per
 phase, each with its own mixture and data overrides, switched at the exact step where
 the next phase starts. A config without a ``curriculum`` section has a single phase.
 The state — which phase is open and that pipeline's position — is saved with every
@@ -11,10 +12,86 @@ boundary reads exactly the batches the uninterrupted run would.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import os
 
-from elmjax.config import PhaseSpan, curriculum_phases
+from elmjax import config as config_lib
+from elmjax import storage
+from elmjax.config import need
 from elmjax.data import pipeline
+
+PHASE_LR = ("continue", "constant", "linear_decay", "cosine_decay")
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseSpan:
+    """One curriculum phase: steps ``[start, end)``, its mixture, data overrides, LR segment."""
+
+    index: int
+    name: str
+    start: int
+    end: int
+    mixture: str
+    data: dict
+    lr_schedule: str = "continue"
+
+
+def curriculum_phases(cfg) -> list[PhaseSpan]:
+    """The run's phases in order. Without a ``curriculum`` section: one phase over
+    ``data.mixture`` covering every step.
+
+    A curriculum section names its phases in order (``curriculum.phases = "web,refined"``)
+    and holds one sub-section per phase with ``mixture``, a length (``steps`` or
+    ``fraction`` of ``train.steps``; the last phase may leave both 0 to take the rest),
+    optional ``data`` overrides and ``lr_schedule`` (one of ``PHASE_LR``).
+    """
+    total = int(cfg.train.steps)
+    if "curriculum" not in cfg or not cfg.curriculum.get("phases"):
+        return [PhaseSpan(0, "main", 0, total, cfg.data.mixture, {})]
+    names = [n.strip() for n in cfg.curriculum.phases.split(",") if n.strip()]
+    for name in names:
+        need(name in cfg.curriculum, f"curriculum.{name}",
+             f"phase {name!r} is listed in curriculum.phases but has no section")
+    spans, start = [], 0
+    for i, name in enumerate(names):
+        ph = cfg.curriculum[name]
+        steps, fraction = int(ph.get("steps", 0)), float(ph.get("fraction", 0.0))
+        need(not (steps and fraction), f"curriculum.{name}", "give steps or fraction, not both")
+        need(steps >= 0 and 0 <= fraction <= 1, f"curriculum.{name}",
+             f"steps must be >= 0 and fraction in [0, 1], got {steps}, {fraction}")
+        if steps or fraction:
+            length = steps or int(round(fraction * total))
+        else:
+            need(i == len(names) - 1, f"curriculum.{name}",
+                 "only the last phase may omit its length (it takes the remaining steps)")
+            length = total - start
+        need(ph.get("mixture"), f"curriculum.{name}.mixture", "every phase needs a mixture file")
+        lr = ph.get("lr_schedule", "continue")
+        need(lr in PHASE_LR, f"curriculum.{name}.lr_schedule", f"must be one of {PHASE_LR}, got {lr!r}")
+        overrides = dict(ph.get("data", {}))
+        for key in overrides:
+            need(key in cfg.data, f"curriculum.{name}.data.{key}",
+                 f"is not a data setting (allowed: {sorted(cfg.data)})")
+        spans.append(PhaseSpan(i, name, start, start + length, ph.mixture, overrides, lr))
+        start += length
+    need(start == total, "curriculum",
+         f"phases {[(s.name, s.end - s.start) for s in spans]} cover {start} steps but "
+         f"train.steps is {total}; adjust the phase lengths")
+    return spans
+
+
+def _validate_curriculum(cfg):
+    if "curriculum" not in cfg or "train" not in cfg or "data" not in cfg:
+        return
+    for span in curriculum_phases(cfg):
+        need(span.end > span.start, f"curriculum.{span.name}", "a phase must have at least one step")
+        path = storage.resolve(span.mixture)
+        need(storage.is_remote(path) or os.path.exists(path),
+             f"curriculum.{span.name}.mixture", f"file not found: {path}")
+
+
+config_lib.register_validator(_validate_curriculum)
 
 
 def phase_config(cfg, phase: PhaseSpan):

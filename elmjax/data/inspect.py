@@ -34,7 +34,7 @@ def inspect_mixture(cfg, mixture_path: str | None = None, batches: int = 20,
         cells += batch["loss_mask"].size
         if sample is None:
             row = batch["inputs"][0][batch["segment_ids"][0] == 1]
-            sample = Tokenizer(mixture.resolve(cfg.data.tokenizer)).decode(row)
+            sample = Tokenizer(cfg.data.tokenizer).decode(row)
     seconds = time.perf_counter() - start
     stats = pipeline.source_stats(it)
     it.close()

@@ -25,7 +25,6 @@ draws each source's share of the packed tokens from them.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import yaml
 from etils import epath
@@ -64,21 +63,6 @@ class SourceSpec:
         return ReadOptions(format=self.format, text_field=self.text_field,
                            pile_sets=self.pile_sets, text_documents=self.text_documents,
                            quality_field=self.quality_field, min_quality=self.min_quality)
-
-
-def resolve(path: str) -> str:
-    """Finds a file named in a config: as given (cwd or URL), else relative to the repository.
-
-    The repository is the directory holding the ``elmjax`` package, so
-    ``data_mixtures/...`` works from any working directory of a source checkout.
-    Returns the path unchanged when neither exists (the caller reports it).
-    """
-    p = str(path)
-    if "://" in p or os.path.isabs(p) or epath.Path(p).exists():
-        return p
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    candidate = os.path.join(repo, p)
-    return candidate if os.path.exists(candidate) else p
 
 
 def _fail(where: str, msg: str):
@@ -156,11 +140,11 @@ def parse(doc, where: str = "mixture", base_dir: str | None = None) -> list[Sour
 def load(path: str) -> list[SourceSpec]:
     """Reads a mixture YAML file (local or cloud); returns its sources with normalised weights.
 
-    Relative ``paths`` inside the file are relative to the file's directory.
+    ``path`` is used as given (configs resolve their paths once, ``elmjax.config.load``);
+    relative ``paths`` inside the file are relative to the file's directory.
     Raises ``FileNotFoundError`` when the file is missing and :class:`MixtureError`
     when it is malformed.
     """
-    path = resolve(path)
     p = epath.Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"mixture file not found: {path}")

@@ -349,7 +349,7 @@ def make_dataset(cfg, mixture_path: str | None = None, process_index: int | None
     if cfg.train.global_batch_size % count:
         raise ValueError(f"train.global_batch_size={cfg.train.global_batch_size} is not divisible "
                          f"by the {count} hosts")
-    tokenizer = Tokenizer(mixture.resolve(d.tokenizer), num_threads=d.tokenizer_threads)
+    tokenizer = Tokenizer(d.tokenizer, num_threads=d.tokenizer_threads)
     if tokenizer.vocab_size > cfg.model.vocab_size:
         raise ValueError(f"data.tokenizer {d.tokenizer} has {tokenizer.vocab_size} pieces but "
                          f"model.vocab_size is {cfg.model.vocab_size}")

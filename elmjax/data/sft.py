@@ -12,8 +12,8 @@ Three record formats (one JSON object per line in ``.jsonl``, a JSON list in
   the response (``output``) is trained.
 
 ``sft.format=auto`` decides per record by its keys. Chat records are rendered with the
-template in the ``sft`` section; the default is OpenELM-Instruct's Zephyr-style form
-``<|user|>\\n…</s><|assistant|>\\n…</s>`` as given in REFERENCE.md (Zephyr's own template
+template in the ``sft`` section (defaults: ``elmjax.config.sft_config``); the default is OpenELM-Instruct's Zephyr-style form
+``<|user|>\\n…</s><|assistant|>\\n…</s>`` as in docs/data_formats.md (Zephyr's own template
 puts a newline after each ``</s>``; change ``sft.user``/``sft.assistant`` to get it). The
 literals ``<s>``/``</s>`` in a template are the tokenizer's BOS/EOS ids, never text. Each
 text piece is encoded on its own (SentencePiece adds its word-boundary marker at the
@@ -35,12 +35,10 @@ import json
 import re
 
 import grain
-import ml_collections
 import numpy as np
 from etils import epath
 
 from elmjax.data import sources
-from elmjax.data.mixture import resolve
 from elmjax.data.packing import PackIterDataset
 from elmjax.data.sources import SourceStats
 from elmjax.data.tokenizer import Tokenizer
@@ -55,34 +53,6 @@ SKIP_REASONS = (
     "empty_text",        # an instruction or response that is empty
     "no_target_tokens",  # every assistant token fell beyond data.seq_len
 )
-
-ALPACA_WITH_INPUT = (
-    "Below is an instruction that describes a task, paired with an input that provides further "
-    "context. Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n")
-ALPACA_NO_INPUT = (
-    "Below is an instruction that describes a task. Write a response that appropriately "
-    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
-
-
-def sft_config(**overrides) -> ml_collections.ConfigDict:
-    """Defaults of the ``sft`` section, updated by ``overrides``.
-
-    ``files``: comma-separated paths or globs; ``format``: auto | ultrafeedback | messages |
-    commonsense; ``system``/``user``/``assistant``: per-role templates with ``{content}``;
-    ``add_bos``: start each conversation with BOS; ``alpaca_with_input``/``alpaca_no_input``:
-    the CommonSense prompt (``{instruction}``, ``{input}``); ``pack``: pack conversations
-    into rows (False: one padded row each); ``window``: records tokenized together.
-    """
-    c = ml_collections.ConfigDict(dict(
-        files="data_mixtures/samples/sft/ultrafeedback.jsonl", format="auto",
-        system="<|system|>\n{content}</s>", user="<|user|>\n{content}</s>",
-        assistant="<|assistant|>\n{content}</s>", add_bos=True,
-        alpaca_with_input=ALPACA_WITH_INPUT, alpaca_no_input=ALPACA_NO_INPUT,
-        pack=True, window=256))
-    c.update(overrides)
-    return c
-
 
 # --------------------------------------------------------------------------- rendering
 
@@ -215,7 +185,7 @@ def _read_file(path: str) -> list:
 
 def load_records(files: str) -> list:
     """Every raw record of the comma-separated paths/globs, in file order."""
-    paths = sources.expand_paths([resolve(f.strip()) for f in files.split(",") if f.strip()])
+    paths = sources.expand_paths([f.strip() for f in files.split(",") if f.strip()])
     return [r for path in paths for r in _read_file(path)]
 
 
@@ -321,7 +291,7 @@ def make_sft_dataset(cfg, process_index: int | None = None, process_count: int |
     if cfg.train.global_batch_size % count:
         raise ValueError(f"train.global_batch_size={cfg.train.global_batch_size} is not divisible "
                          f"by the {count} hosts")
-    tokenizer = Tokenizer(resolve(cfg.data.tokenizer), num_threads=cfg.data.get("tokenizer_threads", 1))
+    tokenizer = Tokenizer(cfg.data.tokenizer, num_threads=cfg.data.get("tokenizer_threads", 1))
     if tokenizer.vocab_size > cfg.model.vocab_size:
         raise ValueError(f"data.tokenizer {cfg.data.tokenizer} has {tokenizer.vocab_size} pieces but "
                          f"model.vocab_size is {cfg.model.vocab_size}")

@@ -208,7 +208,7 @@ def load_model(hf: str | None = None, workdir: str | None = None, step: int | No
         from elmjax.interop.hf import load_hf
 
         return load_hf(hf)
-    from elmjax.checkpoint import load_params
+    from elmjax.train.state import load_params
 
     return load_params(workdir, step=step)
 

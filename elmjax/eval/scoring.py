@@ -45,9 +45,15 @@ def default_buckets(max_length: int, smallest: int = 32) -> tuple[int, ...]:
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=None)
-def _score_fn(m):
-    """The jitted scorer for one (hashable, frozen) model section."""
+# One entry per model architecture (the frozen model section, not the weights): a run's
+# evaluations every N steps reuse one entry, and a process comparing models uses a few. Each
+# entry keeps its compiled programs (one per length bucket), so the cache is bounded: a
+# process going through many shapes (a scaling sweep, the test suite) drops the oldest
+# instead of keeping every program; 8 architectures at once is more than any command uses.
+@functools.lru_cache(maxsize=8)
+def jitted_scorer(m):
+    """The jitted ``score(params, tokens, targets, mask) -> (logprob sums [b], all greedy [b])``
+    for one (hashable, frozen) model section; tokens/targets int ``[b, t]``, mask bool."""
 
     def score(params, tokens, targets, mask):
         logits = forward(m, params, tokens)  # float32 [b, t, v]
@@ -82,7 +88,7 @@ class Scorer:
         self.batch_size = -(-max(1, int(batch_size)) // len(devices)) * len(devices)
         self.mesh = Mesh(np.array(devices), ("data",)) if len(devices) > 1 else None
         self.params = self._place(params)
-        self._fn = _score_fn(self.model)
+        self._fn = jitted_scorer(self.model)
 
     def _place(self, params):
         if self.mesh is None:

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from elmjax.config import layer_schedule
+from elmjax.model.schedule import layer_schedule
 from elmjax.model.openelm import OpenELM, build, model_section
 
 

@@ -16,7 +16,8 @@ import ml_collections
 import numpy as np
 from etils import epath
 
-from elmjax.config import ffn_multipliers, layer_schedule, make_divisible, model_config, validate_model
+from elmjax.config import model_config, validate_model
+from elmjax.model.schedule import ffn_multipliers, layer_schedule, make_divisible
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"

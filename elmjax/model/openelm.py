@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from elmjax.config import layer_schedule
+from elmjax.model.schedule import layer_schedule
+from elmjax.model import layers
 from elmjax.model.layers import (Block, RMSNorm, attention_mask, cache_attention_mask, matmul,
                                  normal_init, rope_angles)
 
@@ -45,7 +46,7 @@ class OpenELM(nn.Module):
             (cfg.vocab_size, cfg.model_dim), jnp.dtype(cfg.param_dtype))
         self.layers = [block(cfg, s.num_query_heads, s.num_kv_heads, s.ffn_dim, name=f"layers_{i}")
                        for i, s in enumerate(layer_schedule(cfg))]
-        self.norm = RMSNorm(cfg.norm_eps, jnp.dtype(cfg.param_dtype))
+        self.norm = RMSNorm(cfg.norm_eps, jnp.dtype(cfg.param_dtype))  # scope FINAL_NORM
 
     def embed(self, tokens):
         return jnp.take(self.token_embeddings, tokens, axis=0).astype(jnp.dtype(self.cfg.dtype))
@@ -97,6 +98,36 @@ class OpenELM(nn.Module):
         if not all_logits:
             h = h[:, -1:]
         return self.logits(h), tuple(new_caches), kv_valid
+
+
+# Scope names of the model's own operations in compiled programs (see ``layers.ROPE``): Flax
+# names a method's scope ``Class.method`` and a ``setup`` submodule by its attribute.
+EMBED = f"{OpenELM.__name__}.{OpenELM.embed.__name__}"
+LOGITS = f"{OpenELM.__name__}.{OpenELM.logits.__name__}"  # final norm and the tied head
+FINAL_NORM = "norm"
+TIED_EMBEDDING = "token_embeddings"  # the parameter both ``embed`` and the head use
+
+ATTENTION_CORE = "attention core (QK, softmax, AV)"
+# The model's parts and the scopes whose operations belong to each, in report order. An
+# operation belongs to the first part that one of its scopes names.
+COMPONENT_SCOPES = (
+    ("RoPE", (layers.ROPE,)),
+    ("q/k RMSNorm", (layers.Q_NORM, layers.K_NORM)),
+    ("KV cache writes", (layers.KV_CACHE_WRITE,)),
+    (ATTENTION_CORE, (layers.ATTENTION_CORE,)),
+    ("RMSNorm (attn, ffn, final)", (layers.ATTN_NORM, layers.FFN_NORM, FINAL_NORM)),
+    ("attention projections", (layers.QKV_PROJ, layers.OUT_PROJ)),
+    ("FFN", (layers.FFN,)),
+    ("LM head", (LOGITS,)),
+    ("embedding", (EMBED,)),
+)
+# Which part's weights a matmul uses, from the scope of the value it multiplies: a
+# sub-layer's input comes from its pre-norm or from inside it.
+SUBLAYER_SCOPES = (
+    ((LOGITS,), "LM head"),
+    ((layers.FFN, layers.FFN_NORM), "FFN"),
+    ((layers.ATTN, layers.ATTN_NORM), "attention projections"),
+)
 
 
 def build(config) -> OpenELM:

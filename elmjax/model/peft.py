@@ -40,31 +40,15 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from elmjax.config import PEFT_TARGETS as TARGETS
-from elmjax.config import layer_schedule
+from elmjax.model.schedule import layer_schedule
 
 # Where each target lives inside one layer (token_embeddings is at the top level).
 _LAYER_PATHS = {"qkv_proj": ("attn", "qkv_proj", "kernel"), "out_proj": ("attn", "out_proj", "kernel"),
                 "proj_1": ("ffn", "proj_1", "kernel"), "proj_2": ("ffn", "proj_2", "kernel")}
-
-
-def peft_config(**overrides) -> ml_collections.ConfigDict:
-    """Defaults of the ``peft`` section (off), updated by ``overrides``.
-
-    ``method`` none | lora | dora; ``rank`` r; ``alpha`` (scale ``alpha / rank``);
-    ``dropout`` on the adapter input path (see the module docstring); ``targets`` a
-    comma-separated subset of :data:`TARGETS`; ``base_dtype`` float32 | bfloat16 for the
-    frozen base.
-    """
-    c = ml_collections.ConfigDict(dict(method="none", rank=8, alpha=16.0, dropout=0.0,
-                                       targets="qkv_proj,out_proj,proj_1,proj_2",
-                                       base_dtype="float32"))
-    c.update(overrides)
-    return c
 
 
 def enabled(cfg) -> bool:

@@ -11,7 +11,6 @@ without naming its base again.
 
 from __future__ import annotations
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -20,8 +19,10 @@ from etils import epath
 
 from elmjax import checkpoint
 from elmjax import config as config_lib
+from elmjax import storage
 from elmjax.interop import hf
 from elmjax.model import peft
+from elmjax.train import state as state_lib
 
 # Model keys that are run settings, not part of the weights: kept from the run config.
 COMPUTE_KEYS = ("name", "dtype", "param_dtype", "attention", "remat")
@@ -64,7 +65,7 @@ def load_merged(workdir, step: int | None = None, init: str | None = None):
         _, base = load_init(init, saved)
         dtype = jnp.dtype(saved.peft.base_dtype)  # merge onto the base exactly as it was trained
         base = jax.tree.map(lambda x: jnp.asarray(x, dtype), base)
-    return checkpoint.load_params(workdir, step, base=base)
+    return state_lib.load_params(workdir, step, base=base)
 
 
 def prepare(cfg, init: str) -> tuple[ml_collections.ConfigDict, dict]:
@@ -74,20 +75,21 @@ def prepare(cfg, init: str) -> tuple[ml_collections.ConfigDict, dict]:
     cfg.model = model
     if "finetune" not in cfg:
         cfg.finetune = ml_collections.ConfigDict()
-    cfg.finetune.init = os.path.abspath(os.fspath(init))
+    cfg.finetune.init = storage.resolve(init)
     return config_lib.validate(cfg), params
 
 
 def finetune(cfg, workdir: str, init: str):
     """Fine-tunes from ``init`` in ``workdir`` (resuming if it has checkpoints); returns the
-    trainer's ``RunResult``."""
+    loop's ``RunResult``."""
     from elmjax.data.sft import SFTData
-    from elmjax.train import trainer
+    from elmjax.train import loop
+    from elmjax.train.progress import narrate
 
     if "sft" not in cfg:
         raise config_lib.ConfigError("config section 'sft' is missing: fine-tuning reads the "
                                      "instruction data named by sft.files")
     cfg, params = prepare(cfg, init)
-    trainer.narrate(f"fine-tuning from {cfg.finetune.init}"
+    narrate(f"fine-tuning from {cfg.finetune.init}"
                     + (f" with {cfg.peft.method}" if peft.enabled(cfg) else " (all weights)"))
-    return trainer.train(cfg, workdir, init_params=params, data=SFTData(cfg))
+    return loop.train(cfg, workdir, init_params=params, data=SFTData(cfg))

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from elmjax.config import curriculum_phases
+from elmjax.data.curriculum import curriculum_phases
 
 
 def learning_rate_schedule(o, total_steps: int) -> optax.Schedule:

@@ -1,4 +1,10 @@
-"""The train state ``{"step", "params", "opt_state"}``: shapes, shardings and sharded init.
+"""The one owner of the train-state layout ``{"step", "params", "opt_state"}``.
+
+Everything that needs to know what a train state holds goes through this module: the
+training loop (``setup`` / ``restore_or_init``), checkpoints (``checkpointed``: what a
+checkpoint stores, e.g. adapters only), and export, evaluation and fine-tuning, which read a
+run's parameters back with ``load_params``. With PEFT on, ``params`` is
+``{"base", "adapters"}`` and the model sees ``model_params(cfg, params)``.
 
 Following big_vision/MaxText, the state is initialised abstractly first (``jax.eval_shape``),
 its shardings come from the logical-axis rules, and the real init is jitted with those
@@ -7,13 +13,20 @@ its shardings come from the logical-axis rules, and the real init is jitted with
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
+import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from elmjax import checkpoint as ckpt_lib
 from elmjax import parallel
-from elmjax.model import peft
+from elmjax.model import peft, schedule
 from elmjax.model.openelm import init_params, logical_axes
+from elmjax.train import TrainingError
+from elmjax.train import optimizer as opt_lib
 
 
 def train_params(cfg, rng, params=None):
@@ -79,3 +92,91 @@ def init_state(cfg, mesh, tx, rng, params=None):
             target = target["base"]
         params = jax.device_put(params, target)
     return jax.jit(init, out_shardings=shardings)(rng, params), shardings
+
+
+def model_params(cfg, params):
+    """The parameter tree the model takes, from the state's ``params`` (PEFT: the adapted
+    weights, ``peft.apply``; otherwise ``params`` itself)."""
+    if peft.enabled(cfg):
+        return peft.apply(cfg, params["base"], params["adapters"])
+    return params
+
+
+@dataclasses.dataclass
+class TrainSetup:
+    """How a run's state is built: the optimizer, the state's shapes and shardings, and
+    ``param_transform(params, step)`` (PEFT) mapping the state's params to the model's."""
+
+    tx: optax.GradientTransformation
+    abstract: dict
+    shardings: dict
+    param_transform: Callable | None
+    notes: list[str]
+
+
+def setup(cfg, mesh, trainable=None) -> TrainSetup:
+    """The optimizer, abstract state and shardings of ``cfg`` on ``mesh``.
+
+    ``trainable``: optional tree of bools (False: frozen); with PEFT on it defaults to every
+    adapter and no base weight. ``notes`` has a line for the start-up narration.
+    """
+    notes, transform = [], None
+    if peft.enabled(cfg):
+        transform = peft.train_transform(cfg)
+        if trainable is None:
+            trainable = peft.trainable_mask(jax.eval_shape(
+                lambda: train_params(cfg, jax.random.key(0))))
+        n_train, n_all = peft.trainable_count(cfg), schedule.param_count(cfg)
+        notes.append(f"peft {cfg.peft.method}: rank {cfg.peft.rank} on {', '.join(peft.targets_of(cfg))}; "
+                     f"{n_train:,} trainable parameters ({n_train / n_all:.3%}), base in "
+                     f"{cfg.peft.base_dtype}")
+    tx = opt_lib.make_optimizer(cfg, trainable)
+    abstract = abstract_state(cfg, tx)
+    return TrainSetup(tx, abstract, state_shardings(cfg, mesh, tx, abstract), transform, notes)
+
+
+def restore_or_init(cfg, run: TrainSetup, mesh, manager, data, init_params=None):
+    """``(state, start step, how)``: the newest readable checkpoint of ``manager`` restored onto
+    the run's shardings (with ``data``'s position), else a fresh state (random, or from
+    ``init_params``). An adapters-only checkpoint is put back onto the base ``init_params``.
+    """
+    if peft.adapters_only(cfg) and manager.steps() and init_params is None:
+        raise TrainingError(f"{manager.directory} holds adapters only (checkpoint.adapters_only): "
+                         "give the base weights (elmjax finetune --init) to resume")
+    restored = manager.restore_latest(checkpointed(cfg, run.abstract),
+                                      checkpointed(cfg, run.shardings), data)
+    if restored is not None:
+        state, start = restored
+        if peft.adapters_only(cfg):
+            base = init_params["base"] if "adapters" in init_params else init_params
+            base = jax.tree.map(lambda x: jnp.asarray(x, jnp.dtype(cfg.peft.base_dtype)), base)
+            state["params"] = {"base": jax.device_put(base, run.shardings["params"]["base"]),
+                               **state["params"]}
+        return state, start, f"restored step {start} from {manager.directory}"
+    state, _ = init_state(cfg, mesh, run.tx, jax.random.key(cfg.train.seed), init_params)
+    return state, 0, "initialised a fresh state" + (
+        " from given parameters" if init_params is not None else "")
+
+
+def load_params(workdir, step: int | None = None, cfg=None, base=None):
+    """``(config, params)`` of a run's checkpoint (latest by default), on the default device.
+
+    Only the parameters are read (no optimizer state). ``cfg`` overrides the saved config's
+    non-shape settings (e.g. ``model.dtype``) when given. A LoRA/DoRA run's parameters come
+    back merged (``elmjax.model.peft.merge``: plain float32 weights); a run saved with
+    ``checkpoint.adapters_only`` needs its frozen ``base`` (the model's parameter tree).
+    """
+
+    def stored_params(saved):
+        if peft.adapters_only(saved) and base is None:
+            raise ValueError(
+                f"{workdir} holds LoRA/DoRA adapters only (checkpoint.adapters_only): the base "
+                f"weights are needed too (it was fine-tuned from "
+                f"{saved.get('finetune', {}).get('init') or '?'})")
+        tree = jax.eval_shape(lambda r: {"params": train_params(saved, r)}, jax.random.key(0))
+        return checkpointed(saved, tree)["params"]
+
+    saved, params = ckpt_lib.read_params(workdir, step, stored_params, cfg)
+    if peft.enabled(saved):
+        params = peft.merge(saved, params["base"] if base is None else base, params["adapters"])
+    return saved, params

@@ -23,20 +23,31 @@ def token_losses(cfg, params, batch, z_loss: float = 0.0):
     return ce + z_loss * jnp.square(logz), ce
 
 
-def _summed_loss(params, cfg, batch, z_loss, param_transform=None, step=None):
-    """(sum of masked losses, (sum of masked cross-entropy, token count))."""
-    if param_transform is not None:
-        params = param_transform(params, step)
-    loss, ce = token_losses(cfg, params, batch, z_loss)
-    mask = batch["loss_mask"].astype(jnp.float32)
-    return jnp.sum(loss * mask), (jnp.sum(ce * mask), jnp.sum(mask))
+def lm_objective(cfg):
+    """The pretraining / instruction-tuning objective: ``objective(params, batch) -> (loss_sum,
+    sums)`` with the masked sum of cross-entropy + ``train.z_loss`` · logsumexp², and
+    ``sums = {"ce_loss": masked cross-entropy sum, "count": masked token count}``."""
+    z_loss = float(cfg.train.get("z_loss", 0.0))
+
+    def objective(params, batch):
+        loss, ce = token_losses(cfg, params, batch, z_loss)
+        mask = batch["loss_mask"].astype(jnp.float32)
+        return jnp.sum(loss * mask), {"ce_loss": jnp.sum(ce * mask), "count": jnp.sum(mask)}
+
+    return objective
 
 
-def make_train_step(cfg, tx: optax.GradientTransformation, param_transform=None):
+def make_train_step(cfg, tx: optax.GradientTransformation, param_transform=None, objective=None):
     """Returns ``train_step(state, batch) -> (state, metrics)``.
 
+    ``objective(params, batch) -> (loss_sum, sums)`` is the differentiated loss (default
+    :func:`lm_objective`): a sum over the batch's examples or tokens, and a dict of float32
+    scalar sums that holds ``"count"``, the normaliser (tokens, pairs, ...). The update uses
+    the gradient of ``loss_sum / count``; ``metrics`` has ``loss`` (= loss_sum / count),
+    ``grad_norm``, ``skipped``, ``count`` and every other ``sums[k] / count``.
+
     ``param_transform(params, step) -> model params``, when given, maps the state's
-    parameters to the tree the model takes, inside the differentiated loss (PEFT: the
+    parameters to the tree the objective takes, inside the differentiated loss (PEFT: the
     state holds ``{"base", "adapters"}`` and the loss sees ``peft.apply``'s result).
 
     The batch is split into ``train.microbatches`` slices whose gradients are summed before
@@ -44,26 +55,35 @@ def make_train_step(cfg, tx: optax.GradientTransformation, param_transform=None)
     gradient leaves the state unchanged (except the step counter) and sets ``skipped``.
     """
     k = int(cfg.train.microbatches)
-    z_loss = float(cfg.train.get("z_loss", 0.0))
-    grad_fn = jax.value_and_grad(_summed_loss, has_aux=True)
+    objective = lm_objective(cfg) if objective is None else objective
+
+    def summed_loss(params, batch, step):
+        if param_transform is not None:
+            params = param_transform(params, step)
+        return objective(params, batch)
+
+    grad_fn = jax.value_and_grad(summed_loss, has_aux=True)
 
     def train_step(state, batch):
         params = state["params"]
         if k == 1:
-            (loss_sum, (ce_sum, count)), grads = grad_fn(params, cfg, batch, z_loss,
-                                                         param_transform, state["step"])
+            (loss_sum, sums), grads = grad_fn(params, batch, state["step"])
         else:
             micro = jax.tree.map(lambda x: x.reshape(k, x.shape[0] // k, *x.shape[1:]), batch)
 
             def body(carry, mb):
-                (l, (c, n)), g = grad_fn(params, cfg, mb, z_loss, param_transform, state["step"])
-                acc_g, acc_l, acc_c, acc_n = carry
-                return (jax.tree.map(jnp.add, acc_g, g), acc_l + l, acc_c + c, acc_n + n), None
+                (l, s), g = grad_fn(params, mb, state["step"])
+                acc_g, acc_l, acc_s = carry
+                return (jax.tree.map(jnp.add, acc_g, g), acc_l + l,
+                        jax.tree.map(jnp.add, acc_s, s)), None
 
             zeros = jax.tree.map(jnp.zeros_like, params)
-            (grads, loss_sum, ce_sum, count), _ = jax.lax.scan(
-                body, (zeros, 0.0, 0.0, 0.0), micro)
-        count = jnp.maximum(count, 1.0)
+            sums_shape = jax.eval_shape(summed_loss, params, jax.tree.map(lambda x: x[0], micro),
+                                        state["step"])[1]
+            zero_sums = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), sums_shape)
+            (grads, loss_sum, sums), _ = jax.lax.scan(
+                body, (zeros, jnp.zeros((), jnp.float32), zero_sums), micro)
+        count = jnp.maximum(sums["count"], 1.0)
         grads = jax.tree.map(lambda g: g / count, grads)
         loss = loss_sum / count
         grad_norm = optax.tree.norm(grads)
@@ -74,8 +94,9 @@ def make_train_step(cfg, tx: optax.GradientTransformation, param_transform=None)
         new_state = {"step": state["step"] + 1,
                      "params": keep(new_params, params),
                      "opt_state": keep(new_opt, state["opt_state"])}
-        metrics = {"loss": loss, "ce_loss": ce_sum / count, "grad_norm": grad_norm,
-                   "tokens": count, "skipped": (~finite).astype(jnp.int32)}
+        metrics = {"loss": loss, "grad_norm": grad_norm, "count": sums["count"],
+                   "skipped": (~finite).astype(jnp.int32),
+                   **{name: v / count for name, v in sums.items() if name != "count"}}
         return new_state, metrics
 
     return train_step
@@ -93,8 +114,9 @@ def make_eval_step(cfg):
 
 
 def jit_train_step(cfg, tx: optax.GradientTransformation, shardings, batch_sharding,
-                   param_transform=None):
-    """``make_train_step`` jitted with the state's and the batch's shardings, the state donated."""
-    return jax.jit(make_train_step(cfg, tx, param_transform),
+                   param_transform=None, objective=None):
+    """``make_train_step`` jitted with the state's and the batch's shardings, the state donated
+    (the one place the train step is jitted: the loop, planning, benchmarks and tests)."""
+    return jax.jit(make_train_step(cfg, tx, param_transform, objective),
                    in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None),
                    donate_argnums=0)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from elmjax import config as C
-from elmjax.data.curriculum import TrainData
+from elmjax.data.curriculum import TrainData, curriculum_phases
 from elmjax.presets import config_module
 from elmjax.train import optimizer as opt_lib
 
@@ -26,7 +26,7 @@ def small_two_phase(steps=40, start=0.5):
 
 def test_phases_split_the_run_as_configured():
     cfg = small_two_phase(steps=40, start=0.75)
-    spans = C.curriculum_phases(cfg)
+    spans = curriculum_phases(cfg)
     assert [(s.name, s.start, s.end) for s in spans] == [("web", 0, 30), ("refined", 30, 40)]
     assert spans[1].data == {"min_chars": 400, "min_quality": 0.9}
 
@@ -62,7 +62,7 @@ def test_switch_at_the_configured_step_with_each_phase_mixture():
 
 def test_phase_data_overrides_reach_the_pipeline():
     cfg = small_two_phase()
-    refined = C.curriculum_phases(cfg)[1]
+    refined = curriculum_phases(cfg)[1]
     from elmjax.data.curriculum import phase_config
 
     pc = phase_config(cfg, refined)
@@ -117,7 +117,7 @@ def test_learning_rate_decays_across_phase_two_and_is_continuous():
 
 def test_single_phase_config_has_one_unnamed_phase():
     cfg = config_module(os.path.join(REPO, "experiments", "quickstart.py")).get_config()
-    (span,) = C.curriculum_phases(cfg)
+    (span,) = curriculum_phases(cfg)
     assert (span.start, span.end, span.mixture) == (0, cfg.train.steps, cfg.data.mixture)
     assert math.isclose(float(opt_lib.run_schedule(cfg)(100)),
                         float(opt_lib.learning_rate_schedule(cfg.optim, cfg.train.steps)(100)))

@@ -63,7 +63,7 @@ def test_loglikelihood_matches_forward_pass(tiny_lm):
 def test_scoring_compiles_once_per_bucket(tiny_lm):
     cfg, params = tiny_lm
     scorer = scoring.Scorer(cfg, params, batch_size=8, buckets=(32, 64))
-    fn = scoring._score_fn(scorer.model)
+    fn = scoring.jitted_scorer(scorer.model)
     before = fn._cache_size()
     rng = np.random.default_rng(1)
     requests = [(rng.integers(3, 128, n).tolist(), [5, 6]) for n in range(1, 60, 2)]

@@ -2,7 +2,7 @@
 
 import pathlib
 
-from elmjax.model.peft import peft_config
+from elmjax.config import peft_config
 from elmjax.presets import base_config
 from tests.conftest import tiny_model
 

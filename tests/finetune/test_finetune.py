@@ -7,7 +7,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from elmjax import checkpoint, cli, metrics
-from elmjax.data.sft import sft_config
+from elmjax.config import sft_config
 from elmjax.interop import hf
 from elmjax.model import peft
 from elmjax.model.openelm import forward, init_params
@@ -105,12 +105,12 @@ def test_export_merge_adapters_writes_the_adapted_model(lora_run, capsys):
 
 def test_mismatched_or_baseless_resume_is_refused_at_start_up(lora_run):
     from elmjax.data.sft import SFTData
-    from elmjax.train import trainer
+    from elmjax.train import loop
 
     root = lora_run
     cfg = lora_config(12)
-    with pytest.raises(trainer.TrainingError, match="adapters only"):
-        trainer.train(cfg, str(root / "lora"), data=SFTData(cfg))  # no base given
+    with pytest.raises(loop.TrainingError, match="adapters only"):
+        loop.train(cfg, str(root / "lora"), data=SFTData(cfg))  # no base given
     cfg.peft.rank = 8
     with pytest.raises(checkpoint.IncompatibleCheckpointError, match="peft.rank"):
         finetune.finetune(cfg, str(root / "lora"), str(root / "base_hf"))

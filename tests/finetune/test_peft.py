@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from elmjax import parallel
-from elmjax.config import layer_schedule, param_count
+from elmjax.model.schedule import layer_schedule, param_count
 from elmjax.model import peft
 from elmjax.model.openelm import forward, init_params
 from elmjax.train import optimizer as opt_lib

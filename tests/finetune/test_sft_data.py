@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from elmjax.config import sft_config
 from elmjax.data import sft
 from elmjax.data.tokenizer import Tokenizer
 from elmjax.presets import base_config
@@ -28,7 +29,7 @@ def data_config(files, seq_len=64, batch=4, pack=True):
     cfg.data.seq_len = seq_len
     cfg.data.pack_rows = 8
     cfg.train.global_batch_size = batch
-    cfg.sft = sft.sft_config(files=str(files), pack=pack, window=16)
+    cfg.sft = sft_config(files=str(files), pack=pack, window=16)
     return cfg
 
 
@@ -70,7 +71,7 @@ def test_only_assistant_tokens_carry_loss(tmp_path, pack):
 def test_commonsense_records_use_the_alpaca_prompt_and_train_the_response():
     tok = Tokenizer(TOKENIZER)
     record = json.loads((SAMPLES / "commonsense.json").read_text())[0]
-    segments = sft.render_segments(record, sft.sft_config())
+    segments = sft.render_segments(record, sft_config())
     assert segments[0][0].startswith("Below is an instruction that describes a task.")
     assert "### Instruction:\n" + record["instruction"] in segments[0][0]
     ((ids, mask),) = sft.encode_segments(tok, [segments])
@@ -80,12 +81,12 @@ def test_commonsense_records_use_the_alpaca_prompt_and_train_the_response():
 
 def test_ultrafeedback_chosen_conversation_is_rendered():
     record = json.loads((SAMPLES / "ultrafeedback.jsonl").read_text().splitlines()[0])
-    segments = sft.render_segments(record, sft.sft_config())
+    segments = sft.render_segments(record, sft_config())
     assert [t for t, _ in segments] == ["<|user|>\n", record["prompt"] + "</s>", "<|assistant|>\n",
                                         record["chosen"][1]["content"] + "</s>"]
     assert [k for _, k in segments] == [False, False, False, True]
     only_answer = dict(record, chosen=record["chosen"][1:])  # prompt not repeated in chosen
-    assert sft.render_segments(only_answer, sft.sft_config())[1][0] == record["prompt"] + "</s>"
+    assert sft.render_segments(only_answer, sft_config())[1][0] == record["prompt"] + "</s>"
 
 
 def test_bad_records_are_skipped_and_counted_by_reason(tmp_path):

@@ -9,8 +9,9 @@ import pytest
 from safetensors.numpy import load_file
 
 import elmjax
-from elmjax import checkpoint, cli
+from elmjax import cli
 from elmjax.interop import hf
+from elmjax.train.state import load_params
 from tests.conftest import tiny_model
 from tests.interop.test_hf import random_params
 
@@ -41,7 +42,7 @@ def test_exported_checkpoint_matches_mlx(imported):
 
     out = imported / "exported_mlx"
     assert cli.main(["export", "--workdir", str(imported / "run"), "--out", str(out)]) == 0
-    cfg, params = checkpoint.load_params(imported / "run")
+    cfg, params = load_params(imported / "run")
     tokens = np.random.default_rng(1).integers(0, cfg.model.vocab_size, (1, 17))
     model, _ = load_model(pathlib.Path(out))
     np.testing.assert_allclose(np.asarray(elmjax.forward(cfg, params, tokens)),

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from elmjax.config import layer_schedule
+from elmjax.model.schedule import layer_schedule
 from elmjax.inference.cache import extend, init_cache
 from elmjax.model.openelm import forward, init_params, model_section
 from tests.conftest import tiny_model

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import elmjax
-from elmjax.config import layer_schedule
+from elmjax.model.schedule import layer_schedule
 from tests.conftest import tiny_model
 
 

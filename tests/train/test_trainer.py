@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from elmjax import checkpoint, metrics
-from elmjax.train import trainer
+from elmjax.train import loop
+from elmjax.train.state import load_params
 from tests.train.conftest import ROOT, tiny_run_config
 
 CONFIG_FILE = '''
@@ -32,7 +33,7 @@ def losses_by_step(workdir):
 def straight_run(tmp_path_factory):
     """An uninterrupted in-process run of 6 steps (checkpoints at 3 and 6)."""
     workdir = tmp_path_factory.mktemp("straight")
-    result = trainer.train(tiny_run_config(steps=6, every=3), str(workdir))
+    result = loop.train(tiny_run_config(steps=6, every=3), str(workdir))
     return workdir, result
 
 
@@ -129,7 +130,7 @@ def test_damaged_latest_checkpoint_falls_back_to_previous(straight_run, tmp_path
                                                 TrainData(cfg))
     saver.close()
     assert step == 3
-    _, params3 = checkpoint.load_params(src, step=3)
+    _, params3 = load_params(src, step=3)
     for a, b in zip(jax.tree.leaves(params3), jax.tree.leaves(restored_state["params"])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -153,7 +154,7 @@ def test_restore_onto_another_mesh_is_exact(straight_run, shape):
     assert step == 6
     leaf = restored["params"]["layers_0"]["ffn"]["proj_1"]["kernel"]
     assert leaf.sharding.mesh.devices.shape == shape
-    _, saved = checkpoint.load_params(workdir)
+    _, saved = load_params(workdir)
     for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(restored["params"])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -163,13 +164,13 @@ def test_incompatible_checkpoint_is_refused(straight_run, tmp_path):
     cfg = tiny_run_config()
     cfg.model.model_dim = 48
     with pytest.raises(checkpoint.IncompatibleCheckpointError, match="model.model_dim"):
-        trainer.train(cfg, str(workdir))
+        loop.train(cfg, str(workdir))
     cfg = tiny_run_config()
     other_tok = tmp_path / "other.model"
     other_tok.write_bytes(pathlib.Path(cfg.data.tokenizer).read_bytes() + b"\0")
     cfg.data.tokenizer = str(other_tok)
     with pytest.raises(checkpoint.IncompatibleCheckpointError, match="tokenizer"):
-        trainer.train(cfg, str(workdir))
+        loop.train(cfg, str(workdir))
 
 
 def test_too_many_non_finite_losses_stop_the_run(tmp_path):
@@ -178,8 +179,8 @@ def test_too_many_non_finite_losses_stop_the_run(tmp_path):
     cfg.optim.warmup_steps = 0
     cfg.optim.clip_norm = 0.0
     cfg.train.max_nonfinite_in_a_row = 2
-    with pytest.raises(trainer.TrainingError, match="non-finite losses in a row"):
-        trainer.train(cfg, str(tmp_path / "nan"))
+    with pytest.raises(loop.TrainingError, match="non-finite losses in a row"):
+        loop.train(cfg, str(tmp_path / "nan"))
     rows = metrics.read_metrics(tmp_path / "nan")
     assert rows and rows[-1]["skipped_total"] >= 1
 
@@ -200,7 +201,7 @@ def test_curriculum_resume_before_at_and_after_the_switch(tmp_path):
     import shutil
 
     straight = tmp_path / "straight"
-    trainer.train(two_phase_config(), str(straight))
+    loop.train(two_phase_config(), str(straight))
     rows = metrics.read_metrics(straight)
     assert [r["phase"] for r in rows] == ["web"] * 3 + ["refined"] * 3
     reference = losses_by_step(straight)
@@ -210,7 +211,7 @@ def test_curriculum_resume_before_at_and_after_the_switch(tmp_path):
         for p in (workdir / "checkpoints").iterdir():
             if p.name.isdigit() and int(p.name) > k:
                 shutil.rmtree(p)
-        result = trainer.train(two_phase_config(), str(workdir))
+        result = loop.train(two_phase_config(), str(workdir))
         assert result.step == 6
         resumed = losses_by_step(workdir)
         assert sorted(resumed) == list(range(k + 1, 7))
@@ -225,11 +226,11 @@ def test_evaluation_during_training_matches_a_direct_evaluation(tmp_path):
     cfg.eval.every = 2
     cfg.eval.perplexity = str(ROOT / "data_mixtures" / "samples" / "jsonl" / "poems.jsonl")
     cfg.eval.perplexity_docs = 3
-    trainer.train(cfg, str(tmp_path), evaluator=harness.training_evaluator(cfg))
+    loop.train(cfg, str(tmp_path), evaluator=harness.training_evaluator(cfg))
     evals = [r for r in metrics.read_metrics(tmp_path) if "eval_loss" in r]
     assert [r["step"] for r in evals] == [2, 4]
     assert evals[1]["eval_loss"] < evals[0]["eval_loss"] + 1.0
-    _, params = checkpoint.load_params(tmp_path)
+    _, params = load_params(tmp_path)
     texts = harness.read_perplexity_texts(cfg.eval.perplexity, 3)["poems.jsonl"]
     direct = harness.text_perplexity(scoring.Scorer(cfg, params, 8, max_length=cfg.data.seq_len),
                                      open_tokenizer(cfg.data.tokenizer), texts)
@@ -238,8 +239,8 @@ def test_evaluation_during_training_matches_a_direct_evaluation(tmp_path):
 
 def test_relative_workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = trainer.train(tiny_run_config(steps=2, every=2), "runs/relative")
+    result = loop.train(tiny_run_config(steps=2, every=2), "runs/relative")
     assert result.status == "completed"
     assert [r["step"] for r in checkpoint.list_checkpoints("runs/relative")] == [2]
-    cfg, params = checkpoint.load_params("runs/relative")
+    cfg, params = load_params("runs/relative")
     assert cfg.model.model_dim == 32 and "token_embeddings" in params
