@@ -158,3 +158,19 @@ def stored_reference(cfg, workdir, params, mesh=None) -> np.ndarray:
             np.savez(f, logps=table, signature=np.asarray(signature))
         tmp.rename(path)
     return table
+
+
+def preference_objective(cfg):
+    """The loop's objective for preference training: ``objective(params, batch) -> (loss_sum,
+    sums)`` (:func:`preference_sums`; ``count`` = pairs). ``params`` is what the train state
+    gives the objective (``elmjax.train.state``): ``{"policy", "reference"}`` model trees when
+    ``prefs.reference=model`` (a frozen copy, or the PEFT base), else the policy's tree, the
+    reference coming with the batch."""
+    precomputed = cfg.prefs.reference == "precomputed"
+
+    def objective(params, batch):
+        if precomputed:
+            return preference_sums(cfg, params, None, batch)
+        return preference_sums(cfg, params["policy"], params["reference"], batch)
+
+    return objective
