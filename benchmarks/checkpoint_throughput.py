@@ -23,9 +23,10 @@ import jax
 import numpy as np
 
 from elmjax import checkpoint, parallel
-from elmjax.bench import compiled_train_step, median_time
+from elmjax.perf import median_time
 from elmjax.presets import config_module
 from elmjax.train import optimizer, state
+from elmjax.train.synthetic import compiled_train_step
 
 EXPERIMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments")
 

@@ -25,6 +25,7 @@ import sentencepiece as spm
 from elmjax import config as config_lib
 from elmjax.data import mixture, pipeline, sources
 from elmjax.data.tokenizer import nfc
+from elmjax.model import schedule
 from elmjax.presets import base_config, config_module
 
 EXPERIMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments")
@@ -82,11 +83,11 @@ def main():
     ap.add_argument("--repeats", type=int, default=2, help="best of this many runs")
     args = ap.parse_args()
 
-    cfg = base_config()
+    cfg = config_lib.resolve_paths(base_config())
     cfg.model.vocab_size = 4096
     cfg.data.seq_len, cfg.train.global_batch_size, cfg.data.prefetch = args.seq_len, args.batch, 0
     cfg.data.shuffle_buffer = 256
-    mix_path, tok_path = mixture.resolve(cfg.data.mixture), mixture.resolve(cfg.data.tokenizer)
+    mix_path, tok_path = cfg.data.mixture, cfg.data.tokenizer
     texts = corpus_texts(mix_path)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
@@ -107,7 +108,7 @@ def main():
               f"({rate / inproc:.2f}x in-process)")
 
     big = config_module(os.path.join(EXPERIMENTS, "openelm_1_1b.py")).get_config()
-    fpt = config_lib.flops_per_token(big.model, 2048)
+    fpt = schedule.flops_per_token(big.model, 2048)
     need = H200_BF16_PEAK * MFU / fpt
     print(f"OpenELM-1.1B: {fpt / 1e9:.2f} GFLOP/token (seq 2048) -> one H200 at {MFU:.0%} MFU "
           f"of {H200_BF16_PEAK / 1e12:.0f} TFLOP/s consumes {need / 1e3:.1f} k tokens/s; "

@@ -24,14 +24,14 @@ import time
 
 import jax
 
-from elmjax import bench
 from elmjax import config as config_lib
 from elmjax import parallel
-from elmjax.model import peft
+from elmjax.model import peft, schedule
 from elmjax.presets import config_module
 from elmjax.train import optimizer as opt_lib
 from elmjax.train import state as state_lib
 from elmjax.train.step import jit_train_step
+from elmjax.train.synthetic import random_train_batch
 
 EXPERIMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments")
 
@@ -61,7 +61,7 @@ def measure(mode: str, batch: int, seq_len: int, steps: int) -> dict:
     shardings = state_lib.state_shardings(cfg, mesh, tx, abstract)
     bsh = parallel.batch_sharding(mesh, cfg)
     step = jit_train_step(cfg, tx, shardings, bsh, transform)
-    batch_arrays = parallel.global_batch(bench.random_train_batch(cfg.model.vocab_size, batch,
+    batch_arrays = parallel.global_batch(random_train_batch(cfg.model.vocab_size, batch,
                                                                   seq_len), bsh)
     t = time.perf_counter()
     compiled = step.lower(jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
@@ -71,7 +71,7 @@ def measure(mode: str, batch: int, seq_len: int, steps: int) -> dict:
     peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
             + mem.temp_size_in_bytes)
     state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract))
-    trainable_n = (peft.trainable_count(cfg) if peft.enabled(cfg) else config_lib.param_count(cfg))
+    trainable_n = (peft.trainable_count(cfg) if peft.enabled(cfg) else schedule.param_count(cfg))
     state, _ = state_lib.init_state(cfg, mesh, tx, jax.random.key(0))
     state, m = compiled(state, batch_arrays)  # warm-up
     jax.block_until_ready(m)

@@ -13,9 +13,10 @@ import os
 import jax
 
 from elmjax import config as C
-from elmjax.bench import compiled_train_step, median_time
+from elmjax.model import schedule
+from elmjax.perf import median_time, peak_flops_per_device
 from elmjax.presets import config_module
-from elmjax.train.trainer import peak_flops_per_device
+from elmjax.train.synthetic import compiled_train_step
 
 EXPERIMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments")
 
@@ -36,8 +37,8 @@ def measure(size: str, batch: int, seq: int, steps: int, attention: str) -> dict
     tps = batch * seq / sec
     mem = jax.devices()[0].memory_stats() or {}
     return {"model": size, "batch": batch, "seq": seq, "step_s": sec, "tokens_per_s": tps,
-            "mfu": tps * C.flops_per_token(cfg.model, seq) / (peak * jax.device_count()),
-            "mfu_6n": tps * C.flops_per_token(cfg.model, seq, causal=False) / (peak * jax.device_count()),
+            "mfu": tps * schedule.flops_per_token(cfg.model, seq) / (peak * jax.device_count()),
+            "mfu_6n": tps * schedule.flops_per_token(cfg.model, seq, causal=False) / (peak * jax.device_count()),
             "compile_s": compile_s, "peak_src": src, "loss": float(holder["metrics"]["loss"]),
             "peak_mem_gib": mem.get("peak_bytes_in_use", 0) / 2 ** 30}
 

@@ -6,7 +6,7 @@ measured the same way: warm-up excluded, median of several repetitions; prefill
 is one pass over the prompt batch filling the KV cache, generation is greedy
 decoding of the remaining ``gen - 1`` tokens per row. MLX decodes with
 ``async_eval`` pipelining as ``mlx_lm.generate_step`` does. Then the decode time
-of elmjax is broken down by component (``elmjax.bench.decode_profile``).
+of elmjax is broken down by component (``elmjax.inference.decode_profile``).
 
     PYTHONPATH=. python benchmarks/infer_throughput.py [--quick]
 """
@@ -24,8 +24,9 @@ import time
 import jax
 import numpy as np
 
-from elmjax import bench
 from elmjax import config as config_lib
+from elmjax.inference.decode_profile import decode_profile
+from elmjax.inference.throughput import measure_inference
 from elmjax.interop import hf
 from elmjax.model.openelm import init_params
 
@@ -102,7 +103,7 @@ def main():
             if not path.exists():
                 hf.save_hf(path, cfg, init_params(cfg, jax.random.key(0)))
             cfg, params = hf.load_hf(path)  # exactly the weights MLX reads
-            ours = bench.measure_inference(cfg, params, b, p, g, reps=reps)
+            ours = measure_inference(cfg, params, b, p, g, reps=reps)
             mlx_pre, mlx_dec = mlx_throughput(path, b, p, g, reps)
             mlx_pre_tps, mlx_gen_tps = b * p / mlx_pre, b * (g - 1) / mlx_dec
             rows.append((name, b, p, g, ours.prefill_tok_s, mlx_pre_tps, ours.gen_tok_s,
@@ -111,7 +112,7 @@ def main():
                   f"{mlx_pre_tps:.0f} tok/s, generation {ours.gen_tok_s:.1f} vs "
                   f"{mlx_gen_tps:.1f} tok/s", flush=True)
             if not args.no_breakdown and b == 1:
-                breakdowns[name] = bench.decode_profile(cfg, params, b, p, g, reps=reps)
+                breakdowns[name] = decode_profile(cfg, params, b, p, g, reps=reps)
             del params
     print()
     print("| model | batch | prompt | gen | prefill tok/s elmjax | mlx-lm | ratio "

@@ -4,7 +4,7 @@ transposed copy of the embedding on every call (before), vs contracting the
 
 Both programs are compiled in one process and timed in interleaved rounds (fastest
 round kept), so machine load hits both alike; decode is also profiled
-(``elmjax.bench.decode_profile``) to show the LM head's own time. Random weights.
+(``elmjax.inference.decode_profile``) to show the LM head's own time. Random weights.
 
     PYTHONPATH=. python benchmarks/lm_head.py [--quick]
 """
@@ -17,11 +17,13 @@ import time
 
 import jax
 
-from elmjax import bench
 from elmjax import config as config_lib
 from elmjax.inference import sampling
+from elmjax.inference.decode_profile import decode_profile
+from elmjax.inference.throughput import DecodeBench
 from elmjax.model import openelm
 from elmjax.model.layers import matmul
+from elmjax.train.synthetic import compiled_train_step
 
 # Training steps: (name, config, dtype, batch, seq_len)
 TRAIN_CASES = [
@@ -75,7 +77,7 @@ def train_rows(quick, rounds):
         steps = {}
         for kind in ("before", "now"):
             with head(kind):
-                steps[kind] = list(bench.compiled_train_step(cfg))
+                steps[kind] = list(compiled_train_step(cfg))
 
         def timed(kind):
             step, state, b, _ = steps[kind]
@@ -96,7 +98,7 @@ def decode_row(name, path, dtype, p, g, rounds):
     cfg = config_lib.load(path)
     cfg.model.dtype = dtype
     params = openelm.init_params(cfg, jax.random.key(0))
-    b = bench._Bench(cfg, params, 1, p, g, sampling.Sampler())
+    b = DecodeBench(cfg, params, 1, p, g, sampling.Sampler())
     call = (b.params, b.prefill(), b.budget, b.stop, b.key, b.pad)
     compiled = {}
     for kind in ("before", "now"):
@@ -114,7 +116,7 @@ def decode_row(name, path, dtype, p, g, rounds):
     head_ms = {}
     for kind in ("before", "now"):
         with head(kind):
-            prof = bench.decode_profile(cfg, params, 1, p, g, reps=3)
+            prof = decode_profile(cfg, params, 1, p, g, reps=3)
         print(f"\n{name} {dtype}, LM head {kind}:\n{prof.format()}", flush=True)
         head_ms[kind] = (prof.op_ms["LM head"], prof.share("LM head"))
     return name, dtype, ms["before"], ms["now"], head_ms

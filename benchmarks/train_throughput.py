@@ -26,9 +26,10 @@ import jax
 sys.path.insert(0, __file__.rsplit("/", 2)[0])  # the repository root, for benchmarks.torch_reference
 
 from elmjax import config as C  # noqa: E402
-from elmjax.bench import compiled_train_step, median_time, random_train_batch  # noqa: E402
+from elmjax.model import schedule  # noqa: E402
+from elmjax.perf import measured_matmul_flops, median_time  # noqa: E402
 from elmjax.presets import config_module  # noqa: E402
-from elmjax.train.trainer import measured_matmul_flops  # noqa: E402
+from elmjax.train.synthetic import compiled_train_step, random_train_batch  # noqa: E402
 
 EXPERIMENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "experiments")
 
@@ -107,7 +108,7 @@ def main(argv=None):
     for name in args.models.split(","):
         cfg = model_config(name, args.batch, args.seq)
         batch = random_train_batch(cfg.model.vocab_size, args.batch, args.seq)
-        flops = C.flops_per_token(cfg.model, args.seq) * args.batch * args.seq
+        flops = schedule.flops_per_token(cfg.model, args.seq) * args.batch * args.seq
         params = None
         if not args.no_torch:
             from elmjax.model.openelm import init_params

@@ -183,6 +183,10 @@ def default_config() -> ml_collections.ConfigDict:
 
     c.log = ml_collections.ConfigDict()
     c.log.every = 10
+    # A jax.profiler trace of `profile_steps` steps from step `profile_start` (0 steps: off),
+    # written to WORKDIR/profile (TensorBoard's profile plugin or Perfetto read it).
+    c.log.profile_start = 10
+    c.log.profile_steps = 0
 
     # Evaluation during training (`elmjax train`): every N steps (0: off), held-out
     # perplexity on a mixture YAML or a .jsonl/.json/.parquet/.txt file and/or zero-shot
@@ -279,6 +283,16 @@ def _validate_train(cfg):
                  f"must be a positive integer or -1 (the rest of the devices), got {v!r}")
         need([cfg.mesh[k] for k in ("data", "fsdp", "tensor")].count(-1) <= 1, "mesh",
              "at most one of mesh.data / mesh.fsdp / mesh.tensor may be -1")
+    if "log" in cfg:
+        need(isinstance(cfg.log.every, int) and cfg.log.every >= 1, "log.every",
+             f"must be a positive integer, got {cfg.log.every!r}")
+        for key in ("profile_start", "profile_steps"):
+            if key in cfg.log:
+                need(isinstance(cfg.log[key], int) and cfg.log[key] >= 0, f"log.{key}",
+                     f"must be an integer >= 0, got {cfg.log[key]!r}")
+        if cfg.log.get("profile_steps", 0):
+            need(cfg.log.profile_start >= 1, "log.profile_start",
+                 "must be >= 1 (the trace starts after that many steps)")
     if "data" in cfg and "seq_len" in cfg.data:
         need(0 < cfg.data.seq_len <= cfg.model.rope_max_length, "data.seq_len",
              f"must be in [1, model.rope_max_length={cfg.model.rope_max_length}], "

@@ -11,6 +11,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+# The ``jax.named_scope`` sampling runs under (how compiled programs' metadata names it).
+SCOPE = "sampling"
+
 
 @dataclasses.dataclass(frozen=True)
 class Sampler:
@@ -71,7 +74,7 @@ def sample(logits: jax.Array, key: jax.Array, sampler: Sampler) -> jax.Array:
 
     Ties at the top-k / top-p boundary keep every tied token.
     """
-    with jax.named_scope("sampling"):
+    with jax.named_scope(SCOPE):
         return _sample(logits, key, sampler)
 
 

@@ -23,6 +23,18 @@ from jax import lax
 
 Dtype = Any
 
+# Scope names of a block's operations as compiled programs record them: an HLO instruction's
+# ``op_name`` metadata is the path of ``jax.named_scope`` names and Flax module names it was
+# traced under. The modules below open exactly these, so tools that attribute compiled
+# operations to parts of the model (``elmjax.model.openelm.COMPONENT_SCOPES``) read them here.
+ROPE = "rope"  # rotary angles and their application
+ATTENTION_CORE = "attention_core"  # QK, mask, softmax, AV
+KV_CACHE_WRITE = "kv_cache_write"  # writing new keys/values into the cache
+ATTN, ATTN_NORM = "attn", "attn_norm"  # the attention sub-layer and its pre-norm
+QKV_PROJ, OUT_PROJ = "qkv_proj", "out_proj"  # attention's weight matmuls
+Q_NORM, K_NORM = "q_norm", "k_norm"  # per-head query/key RMSNorm
+FFN, FFN_NORM = "ffn", "ffn_norm"  # the feed-forward sub-layer and its pre-norm
+
 
 def normal_init(std: float, names: tuple):
     """A normal initialiser with logical axis names attached."""
@@ -126,7 +138,7 @@ class RMSNorm(nn.Module):
 
 def rope_angles(positions: jax.Array, head_dim: int, base: float) -> tuple[jax.Array, jax.Array]:
     """cos/sin of the rotary angles, float32 ``[batch, length, head_dim // 2]``."""
-    with jax.named_scope("rope"):
+    with jax.named_scope(ROPE):
         return _rope_angles(positions, head_dim, base)
 
 
@@ -141,7 +153,7 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
 
     x: ``[batch, length, heads, head_dim]``; cos, sin: ``[batch, length, head_dim // 2]``.
     """
-    with jax.named_scope("rope"):
+    with jax.named_scope(ROPE):
         return _apply_rope(x, cos, sin)
 
 
@@ -181,7 +193,7 @@ def grouped_attention(q, k, v, mask, impl: str = "xla"):
     mask: boolean ``[batch, 1, q_len, kv_len]``. Query head ``h`` attends with kv head
     ``h // (q_heads // kv_heads)``. Returns ``[batch, q_len, q_heads, head_dim]``.
     """
-    with jax.named_scope("attention_core"):
+    with jax.named_scope(ATTENTION_CORE):
         return _grouped_attention(q, k, v, mask, impl)
 
 
@@ -223,24 +235,24 @@ class Attention(nn.Module):
         std = cfg.init_std or cfg.model_dim ** -0.5
         b, t, _ = x.shape
         qkv = Linear((nq + 2 * nkv) * hd, std, ("embed", "qkv"), dtype, pdtype,
-                     name="qkv_proj")(x)
+                     name=QKV_PROJ)(x)
         qkv = qkv.reshape(b, t, nq + 2 * nkv, hd)
         q, k, v = qkv[:, :, :nq], qkv[:, :, nq:nq + nkv], qkv[:, :, nq + nkv:]
         if cfg.normalize_qk:
-            q = RMSNorm(cfg.norm_eps, pdtype, name="q_norm")(q)
-            k = RMSNorm(cfg.norm_eps, pdtype, name="k_norm")(k)
+            q = RMSNorm(cfg.norm_eps, pdtype, name=Q_NORM)(q)
+            k = RMSNorm(cfg.norm_eps, pdtype, name=K_NORM)(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv_cache is not None:
             k_cache, v_cache = kv_cache
             start = (0, cache_index, 0, 0)
-            with jax.named_scope("kv_cache_write"):
+            with jax.named_scope(KV_CACHE_WRITE):
                 k = lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
                 v = lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
             kv_cache = (k, v)
         out = grouped_attention(q, k, v, mask, cfg.attention)
         out_std = std * (2 * cfg.num_layers) ** -0.5
         y = Linear(cfg.model_dim, out_std, ("heads", "embed"), dtype, pdtype,
-                   name="out_proj")(out.reshape(b, t, nq * hd))
+                   name=OUT_PROJ)(out.reshape(b, t, nq * hd))
         return y if kv_cache is None else (y, kv_cache)
 
 
@@ -278,13 +290,13 @@ class Block(nn.Module):
         """
         cfg = self.cfg
         pdtype = jnp.dtype(cfg.param_dtype)
-        attn = Attention(cfg, self.num_query_heads, self.num_kv_heads, name="attn")
-        a = RMSNorm(cfg.norm_eps, pdtype, name="attn_norm")(x)
+        attn = Attention(cfg, self.num_query_heads, self.num_kv_heads, name=ATTN)
+        a = RMSNorm(cfg.norm_eps, pdtype, name=ATTN_NORM)(x)
         if kv_cache is None:
             a = attn(a, cos, sin, mask)
         else:
             a, kv_cache = attn(a, cos, sin, mask, kv_cache, cache_index)
         h = x + a
-        y = h + FeedForward(cfg, self.ffn_dim, name="ffn")(
-            RMSNorm(cfg.norm_eps, pdtype, name="ffn_norm")(h))
+        y = h + FeedForward(cfg, self.ffn_dim, name=FFN)(
+            RMSNorm(cfg.norm_eps, pdtype, name=FFN_NORM)(h))
         return y if kv_cache is None else (y, kv_cache)

@@ -5,8 +5,9 @@ import re
 
 import pytest
 
-from elmjax import bench
 from elmjax.inference import sampling
+from elmjax.inference.decode_profile import Attribution, decode_profile
+from elmjax.inference.throughput import DecodeBench
 
 LAYERS = 3
 
@@ -15,10 +16,10 @@ LAYERS = 3
 def decode_program(lm):
     """(optimised HLO text, attribution) of the tiny model's decode loop."""
     m, params = lm
-    b = bench._Bench(m, params, 1, 8, 6, sampling.Sampler())
+    b = DecodeBench(m, params, 1, 8, 6, sampling.Sampler())
     hlo = b.fresh_loop().lower(b.params, b.prefill(), b.budget, b.stop, b.key,
                                b.pad).compile().as_text()
-    return hlo, bench._Attribution(hlo, b.params)
+    return hlo, Attribution(hlo, b.params)
 
 
 def test_every_matmul_is_attributed_to_its_sublayer(decode_program):
@@ -59,7 +60,7 @@ def test_decode_does_not_copy_the_embedding(lm, decode_program):
 
 def test_profile_accounts_for_every_operation(lm):
     m, params = lm
-    p = bench.decode_profile(m, params, batch=1, prompt_len=8, gen_len=6, reps=2)
+    p = decode_profile(m, params, batch=1, prompt_len=8, gen_len=6, reps=2)
     assert p.step_ms > 0 and p.total_ms > 0
     assert {"attention projections", "FFN", "LM head", "RMSNorm (attn, ffn, final)",
             "q/k RMSNorm"} <= set(p.op_ms)
