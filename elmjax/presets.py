@@ -15,7 +15,7 @@ import types
 
 import ml_collections
 
-from elmjax.config import default_config, sft_config
+from elmjax.config import default_config, prefs_config, sft_config
 
 # Apple's released models: (num_layers, model_dim, head_dim, peak learning rate).
 OPENELM_SIZES = {
@@ -147,7 +147,7 @@ def preference_config(c, files, *, steps, pairs, lr, seq_len, warmup, min_lr_rat
     ``prefs`` section): ``finetune_config``'s schedule, ``pairs`` pairs (``2 * pairs`` rows)
     per step, the pair data ``files`` with the SFT chat template, ``loss`` and ``beta``;
     prompts are cut to ``max_prompt_length`` tokens (default half of ``seq_len``) first."""
-    from elmjax.data.prefs import prefs_config
+    from elmjax.data import prefs  # noqa: F401 - registers the prefs section's validator
 
     c = finetune_config(c, files, steps=steps, batch=2 * pairs, lr=lr, seq_len=seq_len,
                         warmup=warmup, min_lr_ratio=min_lr_ratio)

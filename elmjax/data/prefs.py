@@ -9,8 +9,9 @@ rows of a ``.parquet`` file), decided per record by ``prefs.format=auto``:
   same in both lists); a list that is only the answer takes ``prompt`` as the user turn.
 - ``plain``: ``{"prompt": str, "chosen": str, "rejected": str}`` — one user turn and two answers.
 
-The prompt is rendered with the chat template of the SFT data (``elmjax.data.sft``: the
-``system``/``user``/``assistant`` templates of the ``prefs`` section, whose defaults are
+The ``prefs`` section (defaults: ``elmjax.config.prefs_config``) names the files and the
+settings. The prompt is rendered with the chat template of the SFT data (``elmjax.data.sft``:
+the ``system``/``user``/``assistant`` templates of the ``prefs`` section, whose defaults are
 ``sft``'s) and ends with the assistant header; each response is the answer's text and the
 closing ``</s>``. Prompt and both responses are tokenized once (one SentencePiece call per
 batch). Truncation follows the alignment recipes (TRL's DPO trainer, the alignment-handbook):
@@ -39,7 +40,6 @@ import numpy as np
 
 from elmjax import config as config_lib
 from elmjax.data import sft
-from elmjax.data.mixture import resolve
 from elmjax.data.packing import pad_pieces
 from elmjax.data.sources import SourceStats
 from elmjax.data.tokenizer import Tokenizer
@@ -57,27 +57,6 @@ SKIP_REASONS = (
     "prompt_mismatch",  # chosen and rejected carry different conversations before the answer
     "empty_text",       # an empty prompt
 )
-
-
-def prefs_config(**overrides) -> ml_collections.ConfigDict:
-    """Defaults of the ``prefs`` section, updated by ``overrides``.
-
-    Data: ``files`` (comma-separated paths or globs); ``format`` (:data:`FORMATS`);
-    ``system``/``user``/``assistant``/``add_bos``: the chat template (``sft``'s defaults);
-    ``max_prompt_length`` (tokens, BOS included) and ``truncation`` (:data:`TRUNCATION`).
-    Objective (``elmjax.train.preference``): ``loss`` sigmoid (DPO) | hinge (RSO) | ipo;
-    ``beta``; ``label_smoothing`` (conservative DPO, sigmoid only); ``reference``: ``model``
-    (a frozen copy, or the base with adapters off under LoRA/DoRA, scored in the same step)
-    or ``precomputed`` (scored once before training and stored in the workdir).
-    """
-    s = sft.sft_config()
-    c = ml_collections.ConfigDict(dict(
-        files="data_mixtures/samples/prefs/train.jsonl", format="auto",
-        system=s.system, user=s.user, assistant=s.assistant, add_bos=s.add_bos,
-        max_prompt_length=512, truncation="keep_end",
-        loss="sigmoid", beta=0.1, label_smoothing=0.0, reference="model"))
-    c.update(overrides)
-    return c
 
 
 def _validate_prefs(cfg) -> None:
@@ -315,7 +294,7 @@ class _PairIterator(grain.DatasetIterator):
 
 def open_tokenizer(cfg) -> Tokenizer:
     """The run's tokenizer, checked against ``model.vocab_size``."""
-    tokenizer = Tokenizer(resolve(cfg.data.tokenizer), num_threads=cfg.data.get("tokenizer_threads", 1))
+    tokenizer = Tokenizer(cfg.data.tokenizer, num_threads=cfg.data.get("tokenizer_threads", 1))
     if tokenizer.vocab_size > cfg.model.vocab_size:
         raise ValueError(f"data.tokenizer {cfg.data.tokenizer} has {tokenizer.vocab_size} pieces but "
                          f"model.vocab_size is {cfg.model.vocab_size}")

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from elmjax.config import prefs_config
 from elmjax.data import prefs
 from elmjax.model.openelm import forward, init_params
 from elmjax.train import preference
@@ -63,7 +64,7 @@ def tiny_prefs():
     parameters and one batch of 4 pairs."""
     cfg = tiny_run_config()
     cfg.data.seq_len = 32
-    cfg.prefs = prefs.prefs_config(files=TRAIN, max_prompt_length=16)
+    cfg.prefs = prefs_config(files=TRAIN, max_prompt_length=16)
     params = init_params(cfg, jax.random.key(0))
     batch = next(prefs.make_pair_iterator(cfg, process_index=0, process_count=1))
     return cfg, params, batch

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from elmjax import config as config_lib
+from elmjax.config import prefs_config, sft_config
 from elmjax.data import prefs, sft
 from elmjax.data.tokenizer import Tokenizer
 from elmjax.presets import base_config
@@ -23,7 +24,7 @@ def prefs_data_config(files, seq_len=64, batch=4, **prefs_keys):
     cfg.data.tokenizer = TOKENIZER
     cfg.data.seq_len = seq_len
     cfg.train.global_batch_size = batch
-    cfg.prefs = prefs.prefs_config(files=str(files), **{"max_prompt_length": seq_len // 2, **prefs_keys})
+    cfg.prefs = prefs_config(files=str(files), **{"max_prompt_length": seq_len // 2, **prefs_keys})
     return config_lib.validate(cfg)
 
 
@@ -50,7 +51,7 @@ def test_both_formats_render_the_sft_template_and_train_responses_only(tmp_path)
     batch = next(prefs.make_pair_iterator(cfg, process_index=0, process_count=1))
     assert batch["inputs"].shape == (6, 64)
     # The SFT renderer of the same conversation gives the same tokens and the same trained part.
-    (sft_ids, sft_mask), = sft.encode_segments(tok, [sft.render_segments(ultra, sft.sft_config())])
+    (sft_ids, sft_mask), = sft.encode_segments(tok, [sft.render_segments(ultra, sft_config())])
     for row in range(6):
         n = int(batch["segment_ids"][row].sum())
         ids = np.concatenate([batch["inputs"][row][:1], batch["targets"][row][:n]])
@@ -137,7 +138,7 @@ def test_config_errors_name_the_key():
     with pytest.raises(config_lib.ConfigError, match="prefs.max_prompt_length"):
         prefs_data_config(TRAIN, seq_len=64, max_prompt_length=65)
     cfg = prefs_data_config(TRAIN)
-    cfg.sft = sft.sft_config()
+    cfg.sft = sft_config()
     with pytest.raises(config_lib.ConfigError, match="'sft' and 'prefs'"):
         config_lib.validate(cfg)
     with pytest.raises(config_lib.ConfigError, match="prefs.label_smoothing"):
