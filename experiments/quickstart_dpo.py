@@ -7,8 +7,8 @@ A few minutes on 2 CPU cores, after the quickstart pretraining run::
         --workdir runs/quickstart_dpo
 
 The 40 pairs of ``data_mixtures/samples/prefs/train.jsonl`` prefer a helpful answer to a
-shrug or a refusal; ``heldout.jsonl`` has 12 more in the same styles for checking the
-reward accuracy on unseen pairs. ``:loss=hinge`` or ``:loss=ipo`` switch the objective,
+shrug or a refusal; ``heldout.jsonl`` has 12 more in the same styles, scored every 10 steps
+(``heldout_reward_accuracy``, ``heldout_reward_margin``, ``heldout_loss`` in the metrics). ``:loss=hinge`` or ``:loss=ipo`` switch the objective,
 ``:reference=precomputed`` scores the reference once instead of every step.
 """
 
@@ -26,5 +26,7 @@ def get_config(arg=None):
     c = preference_config(c, SAMPLES, steps=args.steps, pairs=8, lr=1e-4, seq_len=64, warmup=4,
                           min_lr_ratio=0.1, loss=args.loss, beta=args.beta, max_prompt_length=40)
     c.prefs.reference = args.reference
+    c.prefs.eval_files = "data_mixtures/samples/prefs/heldout.jsonl"
+    c.eval.every = 10
     c.log.every = 5
     return c

@@ -62,35 +62,29 @@ SKIP_REASONS = (
 def _validate_prefs(cfg) -> None:
     if "prefs" not in cfg:
         return
-    p = cfg.prefs
-
-    def need(ok, key, msg):
-        if not ok:
-            raise config_lib.ConfigError(f"config key 'prefs.{key}': {msg}")
-
-    need(isinstance(p.files, str) and p.files.strip(), "files", "must name the preference data files")
-    need(p.format in FORMATS, "format", f"must be one of {FORMATS}, got {p.format!r}")
-    need(p.truncation in TRUNCATION, "truncation", f"must be one of {TRUNCATION}, got {p.truncation!r}")
-    need(p.loss in LOSSES, "loss", f"must be one of {LOSSES}, got {p.loss!r}")
-    need(p.reference in REFERENCES, "reference", f"must be one of {REFERENCES}, got {p.reference!r}")
-    need(float(p.beta) > 0, "beta", f"must be positive, got {p.beta!r}")
-    need(0.0 <= float(p.label_smoothing) < 0.5, "label_smoothing",
+    p, need = cfg.prefs, config_lib.need
+    need(isinstance(p.files, str) and p.files.strip(), "prefs.files", "must name the preference data files")
+    need(p.format in FORMATS, "prefs.format", f"must be one of {FORMATS}, got {p.format!r}")
+    need(p.truncation in TRUNCATION, "prefs.truncation", f"must be one of {TRUNCATION}, got {p.truncation!r}")
+    need(p.loss in LOSSES, "prefs.loss", f"must be one of {LOSSES}, got {p.loss!r}")
+    need(p.reference in REFERENCES, "prefs.reference", f"must be one of {REFERENCES}, got {p.reference!r}")
+    need(float(p.beta) > 0, "prefs.beta", f"must be positive, got {p.beta!r}")
+    need(0.0 <= float(p.label_smoothing) < 0.5, "prefs.label_smoothing",
          f"must be in [0, 0.5), got {p.label_smoothing!r}")
-    need(p.label_smoothing == 0 or p.loss == "sigmoid", "label_smoothing",
+    need(p.label_smoothing == 0 or p.loss == "sigmoid", "prefs.label_smoothing",
          f"applies to the sigmoid (DPO) loss only, not {p.loss!r}: set it to 0")
     if "sft" in cfg:
         raise config_lib.ConfigError("config sections 'sft' and 'prefs' are both set: a fine-tuning "
                                      "run is either supervised (sft) or preference training (prefs)")
     if "data" in cfg:
         need(isinstance(p.max_prompt_length, int) and 1 < p.max_prompt_length <= cfg.data.seq_len,
-             "max_prompt_length", f"must be an integer in [2, data.seq_len={cfg.data.seq_len}], "
+             "prefs.max_prompt_length", f"must be an integer in [2, data.seq_len={cfg.data.seq_len}], "
              f"got {p.max_prompt_length!r}")
     if "train" in cfg:
         t = cfg.train
-        if t.global_batch_size % (2 * t.microbatches):
-            raise config_lib.ConfigError(
-                f"config key 'train.global_batch_size': {t.global_batch_size} counts rows, two per "
-                f"preference pair: it must be a multiple of 2 * train.microbatches={2 * t.microbatches}")
+        need(t.global_batch_size % (2 * t.microbatches) == 0, "train.global_batch_size",
+             f"{t.global_batch_size} counts rows, two per preference pair: it must be a multiple "
+             f"of 2 * train.microbatches={2 * t.microbatches}")
 
 
 config_lib.register_validator(_validate_prefs)
@@ -301,15 +295,14 @@ def open_tokenizer(cfg) -> Tokenizer:
     return tokenizer
 
 
-def make_pair_iterator(cfg, ref_logps: np.ndarray | None = None, process_index: int | None = None,
-                       process_count: int | None = None):
-    """This host's preference batches as a grain ``DatasetIterator`` (see the module docstring).
+def make_pair_dataset(cfg, ref_logps: np.ndarray | None = None, process_index: int | None = None,
+                      process_count: int | None = None) -> PairBatches:
+    """This host's preference batches as a grain ``IterDataset`` (see the module docstring).
 
     Takes the run config (sections ``prefs``, ``data``: ``tokenizer``, ``seq_len``; ``train``:
     ``global_batch_size`` (rows), ``seed``; ``model``) and optionally the precomputed
-    reference log-probabilities of *all* records ``[N, 2]`` (in :func:`load_records` order;
-    each host takes its share). ``get_state``/``set_state`` resume exactly; ``.stats`` counts
-    records read, kept and skipped.
+    reference log-probabilities of *all* records ``[N, 2]`` (in ``sft.load_records`` order;
+    each host takes its share).
     """
     import jax
 
@@ -324,9 +317,15 @@ def make_pair_iterator(cfg, ref_logps: np.ndarray | None = None, process_index: 
     if share is not None and len(ref_logps) != len(records):
         raise ValueError(f"the precomputed reference log-probabilities cover {len(ref_logps)} records "
                          f"but prefs.files has {len(records)}: delete them to recompute")
-    ds = PairBatches(records[index::count], open_tokenizer(cfg), cfg.prefs, seq_len=cfg.data.seq_len,
-                     pairs=rows // (2 * count), seed=cfg.train.seed, ref_logps=share)
-    return ds.__iter__()
+    return PairBatches(records[index::count], open_tokenizer(cfg), cfg.prefs, seq_len=cfg.data.seq_len,
+                       pairs=rows // (2 * count), seed=cfg.train.seed, ref_logps=share)
+
+
+def make_pair_iterator(cfg, ref_logps: np.ndarray | None = None, process_index: int | None = None,
+                       process_count: int | None = None):
+    """The iterator of :func:`make_pair_dataset`: ``next`` gives a batch, ``get_state`` /
+    ``set_state`` resume exactly, ``.stats`` counts records read, kept and skipped."""
+    return make_pair_dataset(cfg, ref_logps, process_index, process_count).__iter__()
 
 
 def batches_in_file_order(cfg, pairs: int):
@@ -360,8 +359,9 @@ class PrefsData:
 
     def __init__(self, cfg, ref_logps: np.ndarray | None = None):
         self.cfg = cfg
-        self._iterator = make_pair_iterator(cfg, ref_logps)
-        self.num_records = len(self._iterator._ds.records)
+        ds = make_pair_dataset(cfg, ref_logps)
+        self.num_records = len(ds.records)
+        self._iterator = ds.__iter__()
 
     def describe(self) -> str:
         """One line for the start-up narration."""

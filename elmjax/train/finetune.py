@@ -103,14 +103,38 @@ def finetune(cfg, workdir: str, init: str):
             + (f", preference loss {cfg.prefs.loss}" if "prefs" in cfg else ""))
     if "prefs" not in cfg:
         return loop.train(cfg, workdir, init_params=params, data=SFTData(cfg))
-    from elmjax.train import preference
+    return preference_run(cfg, workdir, params)
 
-    ref_logps = None
-    if cfg.prefs.reference == "precomputed":
-        narrate("scoring the reference log-probabilities (once; kept in the workdir)")
-        ref_logps = preference.stored_reference(cfg, workdir, *reference_params(cfg, params))
+
+def preference_run(cfg, workdir: str, params):
+    """Preference training (a ``prefs`` section) from the starting weights ``params``.
+
+    What needs the reference's log-probabilities outside the step — the pairs of
+    ``prefs.eval_files`` (scored once for the held-out evaluator) and, with
+    ``prefs.reference=precomputed``, every training pair (scored once and kept in the
+    workdir) — is scored here, before the loop, with the starting weights."""
+    from elmjax.data import prefs
+    from elmjax.train import loop, preference
+    from elmjax.train.progress import narrate
+
+    ref_logps, evaluator = None, None
+    precomputed = cfg.prefs.reference == "precomputed"
+    if precomputed:
+        manager = checkpoint.Checkpointer(workdir, cfg)  # refuse a mismatched run before scoring
+        try:
+            manager.check_latest_compatible()
+        finally:
+            manager.close()
+    if precomputed or (cfg.prefs.eval_files and cfg.eval.every):
+        reference, mesh = reference_params(cfg, params)
+        if cfg.prefs.eval_files and cfg.eval.every:
+            evaluator = preference.heldout_evaluator(cfg, reference, mesh)
+        if precomputed:
+            narrate("scoring the reference log-probabilities (once; kept in the workdir)")
+            ref_logps = preference.stored_reference(cfg, workdir, reference, mesh)
+        del reference
     return loop.train(cfg, workdir, init_params=params, data=prefs.PrefsData(cfg, ref_logps),
-                      objective=preference.preference_objective(cfg))
+                      evaluator=evaluator, objective=preference.preference_objective(cfg))
 
 
 def reference_params(cfg, params):

@@ -24,6 +24,13 @@ The reference is the frozen starting model: a second forward in the same step (a
 the weights in the train state, or under LoRA/DoRA the base with the adapters off), or
 its log-probabilities scored once before training (:func:`precompute_reference`) and
 carried in the batch as ``ref_logp``. Both ways give the same numbers.
+:func:`heldout_evaluator` scores held-out pairs (``prefs.eval_files``) during training.
+
+This module is the objective only: the run is ``elmjax finetune`` with a ``prefs`` section
+(``elmjax.train.finetune.preference_run``) on the ordinary loop (``elmjax.train.loop`` with
+``objective=``), rather than an ``elmjax align`` of its own, because everything else —
+loading ``--init``, LoRA/DoRA, resuming, checkpoints, export — is fine-tuning's. The train
+state's layout for the reference is owned by ``elmjax.train.state``.
 """
 
 from __future__ import annotations
@@ -99,24 +106,35 @@ def preference_sums(cfg, policy_params, reference_params, batch) -> tuple[jax.Ar
 # --------------------------------------------------------------------------- precomputed reference
 
 
+def _scorer(cfg, mesh):
+    """``score(params, batch) -> float32 [rows]`` (jitted :func:`sequence_logps`) and a
+    function placing a host batch on ``mesh`` (every host holds the whole batch)."""
+    from elmjax import parallel
+
+    sharding = None if mesh is None else parallel.batch_sharding(mesh, cfg)
+
+    def place(batch):
+        if sharding is None:
+            return batch
+        return {k: jax.make_array_from_callback(v.shape, sharding, lambda i, v=v: v[i])
+                for k, v in batch.items()}
+
+    return jax.jit(lambda p, b: sequence_logps(cfg, p, b)), place
+
+
 def precompute_reference(cfg, params, mesh=None) -> np.ndarray:
     """The reference log-probabilities of every record of ``prefs.files``: float32 ``[N, 2]``
     (chosen, rejected; NaN for records that are skipped), scored with ``params`` (the model's
     tree) in batches of ``train.global_batch_size`` rows, sharded over ``mesh`` when given.
     Every host computes the whole table (the records are read in file order on each)."""
-    from elmjax import parallel
     from elmjax.data import prefs
 
     pairs = cfg.train.global_batch_size // 2
     n = len(prefs.sft.load_records(cfg.prefs.files))
     out = np.full((n, 2), np.nan, np.float32)
-    sharding = None if mesh is None else parallel.batch_sharding(mesh, cfg)
-    score = jax.jit(lambda p, b: sequence_logps(cfg, p, b))
+    score, place = _scorer(cfg, mesh)
     for index, batch in prefs.batches_in_file_order(cfg, pairs):
-        if sharding is not None:  # every host holds the whole batch
-            batch = {k: jax.make_array_from_callback(v.shape, sharding, lambda i, v=v: v[i])
-                     for k, v in batch.items()}
-        logps = np.asarray(jax.device_get(score(params, batch))).reshape(pairs, 2)
+        logps = np.asarray(jax.device_get(score(params, place(batch)))).reshape(pairs, 2)
         out[index] = logps[:len(index)]
     return out
 
@@ -174,3 +192,36 @@ def preference_objective(cfg):
         return preference_sums(cfg, params["policy"], params["reference"], batch)
 
     return objective
+
+
+def heldout_evaluator(cfg, reference_params, mesh=None):
+    """``evaluate(step, model params) -> {heldout_loss, heldout_reward_margin,
+    heldout_reward_accuracy}``: the preference loss and reward statistics (means over pairs)
+    on the pairs of ``prefs.eval_files``, for the loop's ``evaluator`` (every ``eval.every``
+    steps). The reference's log-probabilities of those pairs are scored once, here, with
+    ``reference_params`` (the starting weights), so evaluation holds no second model."""
+    from elmjax.data import prefs
+
+    eval_cfg = cfg.copy_and_resolve_references()
+    eval_cfg.prefs.files = cfg.prefs.eval_files
+    pairs = cfg.train.global_batch_size // 2
+    score, place = _scorer(cfg, mesh)
+    batches = [(len(index), place(batch)) for index, batch in prefs.batches_in_file_order(eval_cfg, pairs)]
+    if not batches:
+        raise ValueError(f"prefs.eval_files {cfg.prefs.eval_files!r}: no usable pair")
+    reference = [np.asarray(jax.device_get(score(reference_params, b))) for _, b in batches]
+    p = cfg.prefs
+
+    def evaluate(step, params):
+        totals, n = {}, 0
+        for (kept, batch), ref in zip(batches, reference):
+            logps = np.asarray(jax.device_get(score(params, batch)))
+            out = pair_losses(logps[0::2][:kept], logps[1::2][:kept], ref[0::2][:kept],
+                              ref[1::2][:kept], loss=p.loss, beta=float(p.beta),
+                              label_smoothing=float(p.label_smoothing))
+            for key in ("loss", "reward_margin", "reward_accuracy"):
+                totals[key] = totals.get(key, 0.0) + float(np.sum(out[key]))
+            n += kept
+        return {f"heldout_{k}": v / n for k, v in totals.items()}
+
+    return evaluate

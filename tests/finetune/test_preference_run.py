@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from elmjax import cli, metrics, parallel
+from elmjax import checkpoint, cli, metrics, parallel
 from elmjax.data import prefs
 from elmjax.interop import hf
 from elmjax.model import peft
@@ -38,14 +38,18 @@ def dpo_config(steps=8, reference="model"):
     cfg = preference_config(cfg, PAIRS, steps=steps, pairs=8, lr=1e-2, seq_len=48, warmup=1,
                             min_lr_ratio=0.1, beta=0.1, max_prompt_length=32)
     cfg.prefs.reference = reference
+    cfg.prefs.eval_files, cfg.eval.every = HELDOUT, 8
     cfg.checkpoint.every = 4
     return cfg
 
 
 def by_step(workdir):
-    """The last logged row of each step, without the timing columns."""
-    return {r["step"]: {k: v for k, v in r.items() if k not in TIMING}
-            for r in metrics.read_metrics(workdir)}
+    """Everything logged at each step (training and evaluation rows; a resumed run's later
+    rows win), without the timing columns."""
+    out = {}
+    for r in metrics.read_metrics(workdir):
+        out.setdefault(r["step"], {}).update({k: v for k, v in r.items() if k not in TIMING})
+    return out
 
 
 def heldout_rewards(cfg, policy, reference):
@@ -89,6 +93,9 @@ def test_dpo_logs_its_metrics_and_raises_heldout_reward_accuracy(dpo_run):
     assert heldout_rewards(dpo_config(), base, base) == (0.0, 0.0)
     margin, accuracy = heldout_rewards(dpo_config(), policy, base)
     assert margin > 0.5 and accuracy >= 0.75, (margin, accuracy)
+    # the run's own held-out evaluation (eval.every) says the same
+    np.testing.assert_allclose([rows[8]["heldout_reward_margin"], rows[8]["heldout_reward_accuracy"]],
+                               [margin, accuracy], rtol=1e-5)
 
 
 def test_export_writes_the_policy(dpo_run):
@@ -99,6 +106,12 @@ def test_export_writes_the_policy(dpo_run):
     for a, b in zip(jax.tree.leaves(exported), jax.tree.leaves(policy)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert not np.array_equal(np.asarray(jax.tree.leaves(exported)[0]), jax.tree.leaves(base)[0])
+
+
+def test_resuming_with_another_reference_is_refused(dpo_run):
+    root, _ = dpo_run
+    with pytest.raises(checkpoint.IncompatibleCheckpointError, match="prefs.reference"):
+        finetune.finetune(dpo_config(reference="precomputed"), str(root / "dpo"), str(root / "base_hf"))
 
 
 def test_resume_mid_run_gives_identical_metrics(dpo_run):
