@@ -139,3 +139,26 @@ def test_precomputed_reference_equals_the_initial_model_pair_by_pair(tiny_prefs,
     assert abs(float(sums["reward_margin"])) < 1e-5
     # with the precomputed reference the loss before any update is log 2 too
     np.testing.assert_allclose(float(loss_sum) / float(sums["count"]), math.log(2), rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_microbatches_keep_pairs_together(tiny_prefs):
+    """Two microbatches of interleaved rows give the step of one batch: pairs are not split."""
+    import optax
+
+    from elmjax.train.step import make_train_step
+
+    cfg, params, batch = tiny_prefs
+    cfg = cfg.copy_and_resolve_references()
+    policy = jax.tree.map(lambda x: x * 1.05, params)  # margins away from 0
+    state = {"step": jnp.zeros((), jnp.int32), "params": {"policy": policy, "reference": params},
+             "opt_state": optax.sgd(0.1).init({"policy": policy, "reference": params})}
+    objective = preference.preference_objective(cfg)
+    metrics = []
+    for k in (1, 2):
+        cfg.train.microbatches = k
+        _, m = jax.jit(make_train_step(cfg, optax.sgd(0.1), objective=objective))(state, batch)
+        metrics.append(m)
+    assert abs(float(metrics[0]["reward_margin"])) > 1e-3
+    for key in ("loss", "grad_norm", "reward_margin", "logp_chosen", "count"):
+        np.testing.assert_allclose(float(metrics[1][key]), float(metrics[0][key]), rtol=1e-5, err_msg=key)
