@@ -37,6 +37,10 @@ class IncompatibleCheckpointError(ValueError):
     """A checkpoint does not fit the current config (model shape or tokenizer differ)."""
 
 
+class DamagedCheckpointError(ValueError):
+    """No checkpoint of a run can be read (or one lacks what it should hold)."""
+
+
 def checkpoint_dir(workdir) -> epath.Path:
     """``workdir/checkpoints`` as an absolute path (Orbax requires one; URLs stay as given)."""
     return epath.Path(storage.output_path(workdir)) / "checkpoints"
@@ -182,17 +186,37 @@ class Checkpointer:
             items = {"state": ocp.args.PyTreeRestore(
                 item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target))}
             # A checkpoint made by ``elmjax import`` has no data position: start the data fresh.
-            if data is not None and (self.directory / str(step) / "data").exists():
+            data_dir, resplit = self.directory / str(step) / "data", False
+            if data is not None and data_dir.exists():
                 import grain
 
-                items["data"] = grain.checkpoint.CheckpointRestore(data)
+                from elmjax.data import hosts
+
+                # Another host count: refused (HostCountError, not damage) or re-split.
+                resplit = hosts.check_host_count(data_dir, jax.process_count(),
+                                                 bool(self.cfg.get("data", {}).get("allow_resplit", False)),
+                                                 where)
+                if resplit and not hasattr(data, "resplit"):
+                    raise hosts.HostCountError(f"{where}: {type(data).__name__} data cannot be "
+                                               f"re-split for another host count")
+                if not resplit:
+                    items["data"] = grain.checkpoint.CheckpointRestore(data)
             try:
                 restored = self.manager.restore(step, args=ocp.args.Composite(**items))
             except Exception as e:  # noqa: BLE001 - truncated/missing files: fall back
                 log.warning("%s is damaged (%s: %s); using the previous one",
                             where, type(e).__name__, str(e)[:200])
                 continue
+            if resplit:
+                data.resplit(hosts.saved_positions(data_dir))
+                log.warning("%s: data positions of %d host(s) re-split for %d (every source "
+                            "starts a new epoch; data.allow_resplit)", where,
+                            hosts.saved_host_count(data_dir), jax.process_count())
             return restored["state"], step
+        if steps:  # never start afresh over checkpoints that exist: they would be overwritten
+            raise DamagedCheckpointError(
+                f"{self.directory}: no checkpoint of {steps} can be restored (see the warnings "
+                f"above); move the directory away or use another --workdir to start afresh")
         return None
 
     def close(self) -> None:
@@ -215,10 +239,23 @@ def _reading(workdir, step: int | None = None):
         step = steps[-1] if step is None else step
         if step not in steps:
             raise FileNotFoundError(f"{directory}: no checkpoint at step {step} (have {steps})")
-        meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        try:
+            meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as e:  # noqa: BLE001 - any unreadable file of the step
+            raise _damaged(directory, step, steps, e) from None
         yield mgr, directory, step, meta
     finally:
         mgr.close()
+
+
+def _damaged(directory, step: int, steps: list, e: Exception) -> DamagedCheckpointError:
+    """The one-line error for a checkpoint step whose files cannot be read."""
+    detail = " ".join(str(e).split())[:160]
+    others = [s for s in steps if s != step]
+    fix = (f"choose another with --step (this run also has {others})" if others
+           else "it is the run's only checkpoint")
+    return DamagedCheckpointError(f"checkpoint {directory / str(step)} is damaged "
+                                  f"({type(e).__name__}: {detail}); {fix}")
 
 
 def saved_config(workdir, step: int | None = None) -> ml_collections.ConfigDict:
@@ -243,11 +280,22 @@ def read_params(workdir, step, abstract_params, cfg=None):
         sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                               abstract_params(saved))
-        restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-            item={"params": target},
-            restore_args={"params": ocp.checkpoint_utils.construct_restore_args(target)},
-            partial_restore=True)))
-    return saved, restored["state"]["params"]
+        try:
+            restored = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+                item={"params": target},
+                restore_args={"params": ocp.checkpoint_utils.construct_restore_args(target)},
+                partial_restore=True)))
+        except Exception as e:  # noqa: BLE001 - truncated, missing or foreign files
+            raise _damaged(directory, step, sorted(mgr.all_steps()), e) from None
+    params = restored["state"]["params"]
+    # A partial restore leaves what the checkpoint lacks as abstract placeholders.
+    missing = [jax.tree_util.keystr(p) for p, x in jax.tree_util.tree_leaves_with_path(params)
+               if isinstance(x, jax.ShapeDtypeStruct)]
+    if missing:
+        raise DamagedCheckpointError(
+            f"checkpoint {directory / str(step)} has no parameter {missing[0]} ({len(missing)} "
+            f"missing): it is not a checkpoint of this run's model")
+    return saved, params
 
 
 def list_checkpoints(workdir) -> list[dict]:

@@ -15,6 +15,7 @@ the curriculum (``elmjax.data.curriculum``).
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import ml_collections
@@ -165,6 +166,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.worker_buffer_size = 2  # blocks each worker keeps ready
     c.data.prefetch = 2  # batches a background thread keeps ready; 0 = off
     c.data.tokenizer_threads = 1  # SentencePiece threads per process
+    c.data.allow_resplit = False  # resume on another host count: re-split the data (new epoch)
     # Drop documents whose source `quality_field` scores below this (None: off).
     c.data.min_quality = ml_collections.config_dict.placeholder(float)
 
@@ -439,6 +441,11 @@ def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     bad = [o for o in overrides if not o.startswith("--config.")]
     if bad:
         raise ConfigError(f"overrides must look like --config.section.key=value, got {bad}")
+    path = storage.resolve(spec.split(":", 1)[0])
+    if not os.path.isfile(path):
+        what = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise ConfigError(f"--config {path} {what}: give a config file such as "
+                          f"experiments/quickstart.py")
     argv = ["elmjax", f"--config={spec}", *overrides]
     fv = flags.FlagValues()
     config_flags.DEFINE_config_file("config", default=None, flag_values=fv, lock_config=False,
@@ -447,8 +454,20 @@ def load(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
         fv(argv)
     except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
         # unknown key, wrong type, missing or broken config file
-        raise ConfigError(f"--config {spec} {' '.join(overrides)}: {e}") from None
-    cfg = fv.config
+        detail, quotes = str(e), " "
+        if "\\n" in detail:  # absl's message for an unknown key is a nested KeyError repr
+            detail, quotes = detail.replace("\\n", "\n").replace("\\'", "'"), " '"
+        detail = "; ".join(x.strip(quotes) for x in detail.splitlines() if x.strip(quotes))
+        raise ConfigError(f"--config {spec} {' '.join(overrides)}: {detail}") from None
+    except (SyntaxError, ImportError, OSError, NameError) as e:  # the file is not a config
+        raise ConfigError(f"--config {path} could not be loaded: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    try:
+        cfg = fv.config
+    except Exception as e:  # noqa: BLE001 - the file itself fails to load (syntax, imports, ...)
+        cause = e.__cause__ or e.__context__ or e
+        raise ConfigError(f"--config {path} could not be loaded: {type(cause).__name__}: "
+                          f"{str(cause).splitlines()[0] if str(cause) else ''}") from None
     if cfg is None:
         raise ConfigError(f"--config {spec!r} did not produce a config")
     return resolve_paths(validate(cfg))

@@ -20,7 +20,13 @@ class MetricsWriter:
             from tensorboardX import SummaryWriter
 
             self.dir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = (self.dir / "metrics.jsonl").open("a")
+            path = self.dir / "metrics.jsonl"
+            # A run killed while writing a row leaves it torn: end it, so new rows stay whole.
+            old = path.read_bytes() if path.exists() else b""
+            torn = bool(old) and not old.endswith(b"\n")
+            self._jsonl = path.open("a")
+            if torn:
+                self._jsonl.write("\n")
             self._tb = SummaryWriter(str(self.dir))
 
     def write(self, step: int, values: dict) -> None:
@@ -49,11 +55,18 @@ def _plain(v):
 
 
 def read_metrics(workdir) -> list[dict]:
-    """The rows of ``workdir/metrics.jsonl`` (empty list if there is none)."""
+    """The rows of ``workdir/metrics.jsonl`` (empty list if there is none); a row torn by a
+    run killed while writing it is left out."""
     path = epath.Path(workdir) / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_bytes().decode("utf-8", "replace").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue  # blank, or torn by a kill mid-write
+    return rows
 
 
 def plot_loss(workdir, out_name: str = "loss.png") -> str | None:

@@ -150,6 +150,21 @@ def batch_sharding(mesh: Mesh, cfg, ndim: int = 2) -> NamedSharding:
     return NamedSharding(mesh, P(axes, *([None] * (ndim - 1))))
 
 
+def check_batch(cfg, mesh: Mesh) -> None:
+    """Raises ``ConfigError`` naming ``train.global_batch_size`` when the training batch
+    cannot be split evenly over the devices of the mesh's batch axes."""
+    from elmjax.config import ConfigError
+
+    axes = rules_of(cfg).get("batch", ("data", "fsdp"))
+    n = math.prod(mesh.shape[a] for a in axes)
+    gbs = cfg.train.global_batch_size
+    if gbs % n:
+        raise ConfigError(
+            f"config key 'train.global_batch_size': {gbs} rows cannot be split over the {n} "
+            f"devices of the batch mesh axes {'+'.join(axes)} (mesh {dict(mesh.shape)}); use a "
+            f"multiple of {n} or change mesh.data / mesh.fsdp")
+
+
 def global_batch(local: dict, sharding: NamedSharding) -> dict:
     """Turns each host's share ``[local_batch, ...]`` into one global array per key."""
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))

@@ -84,8 +84,7 @@ def cmd_checkpoints(args, overrides):
 
     rows = checkpoint.list_checkpoints(args.workdir)
     if not rows:
-        print(f"no checkpoints in {args.workdir}")
-        return 1
+        return fail("checkpoints", f"no checkpoints in {args.workdir} (is it an elmjax workdir?)", 1)
     print(f"{'step':>8}  {'written':19}  {'size':>10}  phase")
     for r in rows:
         when = (datetime.datetime.fromtimestamp(r["time"]).strftime("%Y-%m-%d %H:%M:%S")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+
 from elmjax.cli.common import (EXIT_FAILED, EXIT_PREEMPTED, add_config_arg, config_from, fail)
 
 
@@ -15,11 +19,34 @@ def cmd_train(args, overrides):
     from elmjax.train import loop
 
     try:
-        result = loop.train(cfg, args.workdir, evaluator=training_evaluator(cfg))
+        with removed_if_new(args.workdir):
+            result = loop.train(cfg, args.workdir, evaluator=training_evaluator(cfg))
     except loop.TrainingError as e:
         return fail("train", e, EXIT_FAILED)
     # Preempted after a clean save: EX_TEMPFAIL tells a scheduler to requeue the same command.
     return 0 if result.status == "completed" else EXIT_PREEMPTED
+
+
+@contextlib.contextmanager
+def removed_if_new(workdir):
+    """Removes ``workdir`` again when the command created it and fails (bad input, not a
+    ``TrainingError``) before its first checkpoint, so a failed start leaves nothing behind."""
+    from elmjax import storage
+
+    path = storage.output_path(workdir)
+    new = not storage.is_remote(path) and not os.path.exists(path)
+    try:
+        yield
+    except BaseException as e:
+        from elmjax.train import TrainingError
+
+        if isinstance(e, TrainingError):  # the run itself failed: keep its metrics to look at
+            raise
+        ckpt = os.path.join(path, "checkpoints")
+        saved = os.path.isdir(ckpt) and any(name.isdigit() for name in os.listdir(ckpt))
+        if new and os.path.isdir(path) and not saved:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def cmd_finetune(args, overrides):
@@ -32,7 +59,8 @@ def cmd_finetune(args, overrides):
     from elmjax.train import finetune, loop
 
     try:
-        result = finetune.finetune(cfg, args.workdir, args.init)
+        with removed_if_new(args.workdir):
+            result = finetune.finetune(cfg, args.workdir, args.init)
     except ConfigError:
         raise
     except (FileNotFoundError, ValueError, RuntimeError) as e:  # missing --init / data, bad checkpoint

@@ -143,10 +143,11 @@ class TrainData:
             self._open(phase)
         return next(self._iterator)
 
-    def _open(self, phase: PhaseSpan, state=None) -> None:
+    def _open(self, phase: PhaseSpan, state=None, start_epoch: int = 0) -> None:
         self.close()
         self._current = phase
-        self._iterator = pipeline.make_train_iterator(phase_config(self.cfg, phase), None, *self._host)
+        self._iterator = pipeline.make_train_iterator(phase_config(self.cfg, phase), None, *self._host,
+                                                      start_epoch=start_epoch)
         if state is not None:
             self._iterator.set_state(state)
 
@@ -180,6 +181,25 @@ class TrainData:
             raise ValueError(f"the checkpoint's data position is in phase {saved['phase']!r}, which "
                              f"this config's curriculum does not have ({sorted(by_name)})")
         self._open(by_name[saved["phase"]], saved["iterator"])
+
+    def resplit(self, positions: dict) -> None:
+        """Continues from positions saved by another number of hosts (``data.allow_resplit``).
+
+        Takes ``{old process index: saved JSON}`` (:func:`elmjax.data.hosts.saved_positions`);
+        opens the saved phase with this host's share of the shards, every source at a new
+        epoch (see :mod:`elmjax.data.hosts`)."""
+        from elmjax.data import hosts
+
+        name, epoch = hosts.resplit_start(positions)
+        self.close()
+        self._current = None
+        if name is None:
+            return
+        by_name = {p.name: p for p in self.phases}
+        if name not in by_name:
+            raise ValueError(f"the checkpoint's data position is in phase {name!r}, which "
+                             f"this config's curriculum does not have ({sorted(by_name)})")
+        self._open(by_name[name], start_epoch=epoch)
 
     def start_prefetch(self) -> None:
         """Called by grain's handler after a restore: restarts the pipeline's prefetch."""

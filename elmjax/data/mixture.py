@@ -25,6 +25,7 @@ draws each source's share of the packed tokens from them.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import yaml
 from etils import epath
@@ -101,7 +102,8 @@ def parse(doc, where: str = "mixture", base_dir: str | None = None) -> list[Sour
                 value = float(value)
             except ValueError:
                 pass
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                or not math.isfinite(value) or value <= 0):
             _fail(at, f"'{kind}' must be a positive number, got {value!r}")
         raw_weights.append(float(value))
         if fmt == "tfds":
@@ -147,11 +149,13 @@ def load(path: str) -> list[SourceSpec]:
     """
     p = epath.Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"mixture file not found: {path}")
+        what = "is a directory, not a YAML file" if p.is_dir() else "not found"
+        raise FileNotFoundError(f"mixture file {what}: {path}")
     try:
         doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise MixtureError(f"{path}: not valid YAML: {e}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise MixtureError(f"{path}: not a valid YAML mixture file ({first})") from None
     return parse(doc, where=str(path), base_dir=str(p.parent))
 
 

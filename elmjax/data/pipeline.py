@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import logging
 import zlib
 
 import grain
@@ -35,6 +36,8 @@ from elmjax.data import filters, mixture, sources
 from elmjax.data.packing import PackIterDataset
 from elmjax.data.sources import SourceStats
 from elmjax.data.tokenizer import Tokenizer
+
+log = logging.getLogger("elmjax.data")
 
 
 class DocumentWindows(grain.IterDataset):
@@ -48,17 +51,21 @@ class DocumentWindows(grain.IterDataset):
     int32 ``[P]`` (pieces of at most ``seq_len`` inputs), ``stats`` (a
     :class:`SourceStats` dict for the records this window consumed). With
     ``repeat`` the shards are read forever, in a new seeded order each epoch;
-    without it once, in sorted order and unshuffled.
+    without it once, in sorted order and unshuffled; ``start_epoch`` numbers the first
+    epoch (a re-split restart begins a new one, see :mod:`elmjax.data.hosts`). A source
+    whose whole share on this host keeps no document in a full pass ends here (with a
+    warning; its counts show why) and the mix goes on with the other sources.
     """
 
     def __init__(self, spec, shards, record_offset, record_stride, tokenizer, *, seq_len,
-                 window, min_chars, min_tokens, long_doc_policy, seed, repeat):
+                 window, min_chars, min_tokens, long_doc_policy, seed, repeat, start_epoch=0):
         super().__init__()
         self.spec, self.shards = spec, list(shards)
         self.record_offset, self.record_stride = record_offset, record_stride
         self.tokenizer, self.seq_len, self.window = tokenizer, seq_len, window
         self.min_chars, self.min_tokens = min_chars, min_tokens
         self.long_doc_policy, self.seed, self.repeat = long_doc_policy, seed, repeat
+        self.start_epoch = start_epoch
 
     def set_slice(self, sl: slice, sequential_slice: bool = False) -> None:
         """Keeps worker ``sl.start`` of ``sl.step``'s part (grain calls this in ``mp_prefetch``)."""
@@ -77,9 +84,11 @@ class _WindowIterator(grain.DatasetIterator):
         self._key = zlib.crc32(ds.spec.name.encode())
         self._tfds = sources.open_tfds(ds.spec.tfds_name, ds.spec.split, ds.spec.data_dir) \
             if ds.spec.format == "tfds" else None
-        self._epoch, self._shard, self._record, self._windows = 0, 0, 0, 0
+        self._epoch, self._shard, self._record, self._windows = ds.start_epoch, 0, 0, 0
         self._kept_this_epoch = 0
         self._pending = SourceStats()
+        self._warned = False
+        self._position = {s: i for i, s in enumerate(ds.shards)}
         self._records = None
 
     # ----------------------------------------------------------- reading
@@ -110,8 +119,12 @@ class _WindowIterator(grain.DatasetIterator):
         if self._tfds is not None:
             return self._tfds_records(self._record)
         ds = self._ds
-        return sources.read_shard(self._order()[self._shard], ds.spec.read_options, self._pending,
-                                  self._record, ds.record_offset, ds.record_stride)
+        shard = self._order()[self._shard]
+        offset = ds.record_offset
+        if ds.record_stride > 1:  # rotate by the shard's place so small shards reach every part
+            offset = (offset + self._position[shard]) % ds.record_stride
+        return sources.read_shard(shard, ds.spec.read_options, self._pending, self._record,
+                                  offset, ds.record_stride)
 
     def _num_shards(self):
         return 1 if self._tfds is not None else len(self._ds.shards)
@@ -163,11 +176,15 @@ class _WindowIterator(grain.DatasetIterator):
             if self._shard >= self._num_shards():
                 if texts or not ds.repeat:
                     break
-                if self._kept_this_epoch == 0:
-                    raise ValueError(
-                        f"source {ds.spec.name!r}: a full pass over its shards kept no document "
-                        f"(all records skipped or filtered); run `elmjax data inspect --one-pass` "
-                        f"to see why")
+                if self._kept_this_epoch == 0:  # nothing usable in this host's share
+                    if not self._warned:
+                        self._warned = True
+                        log.warning(
+                            "source %r: a full pass over this host's %d shard(s) kept no document "
+                            "(every record skipped or filtered: %s); this host goes on without "
+                            "it. Run `elmjax data inspect --one-pass` to see why.", ds.spec.name,
+                            self._num_shards(), self._pending.records_skipped or "filtered")
+                    break
                 self._epoch, self._shard, self._kept_this_epoch = self._epoch + 1, 0, 0
             text = self._next_text()
             if text is not None:
@@ -218,14 +235,16 @@ class MixIterDataset(grain.IterDataset):
     Takes a name -> :class:`DocumentWindows` mapping and name -> weight. The next
     block always comes from the source with the fewest tokens emitted relative to
     its weight. Yields the piece-block dicts :class:`PackIterDataset` consumes
-    (plus ``source``). Ends when every source has ended (one pass).
+    (plus ``source``). Ends when every source has ended (one pass); with ``repeat``
+    that means no source has a usable document here, which raises ``ValueError``.
     """
 
-    def __init__(self, parents: dict, weights: dict, block_tokens: int):
+    def __init__(self, parents: dict, weights: dict, block_tokens: int, repeat: bool = False):
         self.names = list(parents)
         super().__init__([parents[n] for n in self.names])
         self.weights = [float(weights[n]) for n in self.names]
         self.block_tokens = block_tokens
+        self.repeat = repeat
 
     def __iter__(self):
         return _MixIterator([p.__iter__() for p in self._parents], self)
@@ -266,6 +285,11 @@ class _MixIterator(grain.DatasetIterator):
         while True:
             live = [i for i in range(len(ds.names)) if not self._done[i] or self._window[i] is not None]
             if not live:
+                if ds.repeat:
+                    raise ValueError(
+                        f"no source of the mixture has a usable document on this host: a full "
+                        f"pass over its shards of {ds.names} kept no document (every record "
+                        f"skipped or filtered); run `elmjax data inspect --one-pass` to see why")
                 raise StopIteration
             i = min(live, key=lambda k: (self._emitted[k] / ds.weights[k], k))
             if self._window[i] is None and not self._pull(i):
@@ -330,14 +354,15 @@ def _host(process_index, process_count):
 
 
 def make_dataset(cfg, mixture_path: str | None = None, process_index: int | None = None,
-                 process_count: int | None = None, one_pass: bool = False):
+                 process_count: int | None = None, one_pass: bool = False, start_epoch: int = 0):
     """Builds this host's grain ``IterDataset`` of training batches.
 
     Takes the run config (sections ``data``, ``train``, ``model``), the mixture
     file (default ``cfg.data.mixture``) and this host's index and the host count
     (default ``jax.process_index()`` / ``jax.process_count()``); each source's
     shards are divided among hosts. ``one_pass`` reads every shard once, in
-    order, without shuffling or repeating (for audits). Batches are dicts of
+    order, without shuffling or repeating (for audits); ``start_epoch`` numbers every
+    source's first epoch (see :mod:`elmjax.data.hosts`). Batches are dicts of
     ``[B, L]`` arrays, ``B = train.global_batch_size // process_count``,
     ``L = data.seq_len``: ``inputs``, ``targets``, ``segment_ids``, ``positions``
     (int32) and ``loss_mask`` (float32). Raises ``FileNotFoundError`` /
@@ -368,9 +393,10 @@ def make_dataset(cfg, mixture_path: str | None = None, process_index: int | None
         windows[spec.name] = DocumentWindows(
             spec, *part, tokenizer, seq_len=d.seq_len, window=d.shuffle_buffer,
             min_chars=d.min_chars, min_tokens=d.min_tokens, long_doc_policy=d.long_doc_policy,
-            seed=cfg.train.seed, repeat=not one_pass)
+            seed=cfg.train.seed, repeat=not one_pass, start_epoch=start_epoch)
     block_tokens = d.mix_block_tokens or max(8 * d.seq_len, 1024)
-    ds = MixIterDataset(windows, {s.name: s.weight for s in specs}, block_tokens)
+    ds = MixIterDataset(windows, {s.name: s.weight for s in specs}, block_tokens,
+                        repeat=not one_pass)
     if d.num_workers > 0:
         from absl import flags
 
@@ -387,14 +413,15 @@ def make_dataset(cfg, mixture_path: str | None = None, process_index: int | None
 
 
 def make_train_iterator(cfg, mixture_path: str | None = None, process_index: int | None = None,
-                        process_count: int | None = None):
+                        process_count: int | None = None, start_epoch: int = 0):
     """This host's training batches as a grain ``DatasetIterator`` (see :func:`make_dataset`).
 
     ``it.get_state()`` is small JSON; ``set_state`` on a fresh iterator built from
     the same config resumes exactly, and ``grain.checkpoint.CheckpointSave(it)``
     works with Orbax.
     """
-    return make_dataset(cfg, mixture_path, process_index, process_count).__iter__()
+    return make_dataset(cfg, mixture_path, process_index, process_count,
+                        start_epoch=start_epoch).__iter__()
 
 
 def source_stats(it) -> dict:

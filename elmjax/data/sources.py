@@ -17,10 +17,10 @@ format         files                                           text field
 =============  ==============================================  ============
 
 JSON-lines files are decompressed by their magic bytes (gzip ``1f 8b``, zstd
-``28 b5 2f fd``), so a file's name never has to be right. Every gzip member and
-every zstd frame is read; a stream that stops inside a member or frame is
-reported as truncated (Python's readers either raise or, for zstd, stop
-silently, so the frames are walked here by hand).
+``28 b5 2f fd``; :mod:`elmjax.data.streams`), so a file's name never has to be right.
+Parquet text columns are read row group by row group as raw bytes, so one value that
+is not UTF-8 costs one record. docs/data_robustness.md lists, per format, what can go
+wrong in a shard and how it is counted.
 
 Bad input never raises: it is counted in a :class:`SourceStats` under one of
 :data:`SKIP_REASONS` and the reader goes on. ``tfds`` sources (random access)
@@ -30,11 +30,16 @@ are read by the pipeline through :func:`open_tfds`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import zlib
+import logging
 from typing import Any, Iterator
 
 from etils import epath
+
+from elmjax.data import streams
+
+log = logging.getLogger("elmjax.data")
 
 FORMATS = ("refinedweb", "pile", "redpajama", "dolma", "jsonl", "text", "tfds")
 DEFAULT_TEXT_FIELD = {"refinedweb": "content", "pile": "text", "redpajama": "text",
@@ -49,15 +54,15 @@ SKIP_REASONS = (
     "empty_text",        # the text field is "" or only whitespace
     "truncated_gzip",    # a gzip member cut short (the cut record is dropped)
     "truncated_zstd",    # a zstd frame cut short (the cut record is dropped)
+    "corrupt_gzip",      # damaged deflate data or CRC: the rest of the file is dropped
+    "corrupt_zstd",      # damaged zstd data or checksum: the rest of the file is dropped
     "invalid_parquet",   # no footer / not a parquet file
+    "invalid_row_group", # parquet: a row group that cannot be decoded (each of its rows)
     "empty_file",        # a zero-byte shard
     "unreadable_file",   # an I/O error while reading the shard
     "excluded_set",      # pile: pile_set_name not in the kept list
 )
 
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_CHUNK = 1 << 20
 
 
 @dataclasses.dataclass
@@ -189,118 +194,16 @@ def assign_part(shards: list[str], index: int, count: int,
     ``record_stride``); returns ``(shards, record_offset, record_stride)`` for part
     ``index``. Whole shards are divided when there are at least ``count`` of them
     (and no striding yet); otherwise every part reads every shard and keeps the
-    records ``r`` with ``r % stride == offset``. Either way the parts are disjoint
-    and together cover the input.
+    records ``r`` with ``r % stride == offset`` (the pipeline adds the shard's place in
+    the list to ``offset``, so that parts beyond a small shard's record count still get
+    records of the others). Either way the parts are disjoint and together cover the
+    input.
     """
     if count == 1:
         return list(shards), record_offset, record_stride
     if record_stride == 1 and len(shards) >= count:
         return list(shards[index::count]), 0, 1
     return list(shards), record_offset + index * record_stride, record_stride * count
-
-
-# --------------------------------------------------------------------------- decompression
-
-
-class _Truncated(Exception):
-    pass
-
-
-def _raw_chunks(f) -> Iterator[bytes]:
-    while True:
-        b = f.read(_CHUNK)
-        if not b:
-            return
-        yield b
-
-
-def _frames(chunks: Iterator[bytes], new_decoder, zero_padding_ok: bool) -> Iterator[bytes]:
-    """Decompresses a stream of concatenated members/frames, each with a fresh decoder
-    (``new_decoder()``: an object with ``decompress``, ``eof``, ``unused_data``).
-
-    Raises _Truncated when the stream ends inside a member (some decoders stop silently at
-    a cut frame). ``zero_padding_ok``: trailing zero bytes after the last member are legal
-    (gzip).
-    """
-    d = new_decoder()
-    started = False
-    for data in chunks:
-        while data:
-            out = d.decompress(data)
-            started = True
-            if out:
-                yield out
-            if d.eof:
-                data = d.unused_data
-                d = new_decoder()
-                started = False
-                if zero_padding_ok and data and not data.strip(b"\x00"):
-                    data = b""
-            else:
-                data = b""
-    if started:
-        tail = d.flush()
-        if tail:
-            yield tail
-        raise _Truncated()
-
-
-def _gzip_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Every member of a (multi-member) gzip stream; raises _Truncated on a cut member."""
-    return _frames(chunks, lambda: zlib.decompressobj(31), zero_padding_ok=True)
-
-
-def _zstd_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Every frame of a (multi-frame) zstd stream; raises _Truncated on a cut frame."""
-    import zstandard
-
-    dctx = zstandard.ZstdDecompressor()
-    return _frames(chunks, dctx.decompressobj, zero_padding_ok=False)
-
-
-def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Splits a byte stream into lines; an unterminated last line is yielded too."""
-    rest = b""
-    for chunk in chunks:
-        parts = (rest + chunk).split(b"\n")
-        rest = parts.pop()
-        yield from parts
-    if rest:
-        yield rest
-
-
-def _decoded_lines(f, stats: SourceStats, count_errors: bool) -> Iterator[bytes]:
-    """Lines of a plain, gzip or zstd file (detected by magic bytes).
-
-    On a truncated stream the cut (unterminated) last line is dropped and the
-    truncation is counted once (by the part with ``count_errors``).
-    """
-    head = f.read(4)
-    chunks = _raw_chunks(f)
-
-    def with_head():
-        yield head
-        yield from chunks
-
-    if head[:2] == _GZIP_MAGIC:
-        kind, decoded = "truncated_gzip", _gzip_chunks(with_head())
-    elif head == _ZSTD_MAGIC:
-        kind, decoded = "truncated_zstd", _zstd_chunks(with_head())
-    else:
-        yield from _lines(with_head())
-        return
-    rest = b""
-    try:
-        for chunk in decoded:
-            parts = (rest + chunk).split(b"\n")
-            rest = parts.pop()
-            yield from parts
-    except (_Truncated, zlib.error):
-        if count_errors:
-            stats.skip(kind)
-        return
-    if rest:
-        yield rest
 
 
 # --------------------------------------------------------------------------- records
@@ -360,13 +263,13 @@ def _check_text(text: Any, stats: SourceStats) -> str | None:
 
 
 def _jsonl_records(f, opts, stats, start, offset, stride, count_errors):
-    for i, line in enumerate(_decoded_lines(f, stats, count_errors)):
+    for i, line in enumerate(streams.decoded_lines(f, stats, count_errors)):
         if i < start or i % stride != offset:
             continue
         if not line.strip():
             continue  # blank lines are separators, not records
         try:
-            s = line.decode("utf-8")
+            s = line.decode("utf-8-sig" if i == 0 else "utf-8")  # a leading BOM is not text
         except UnicodeDecodeError:
             stats.skip("invalid_utf8")
             continue
@@ -380,46 +283,80 @@ def _jsonl_records(f, opts, stats, start, offset, stride, count_errors):
             yield i, text
 
 
-def _parquet_records(f, opts, stats, start, offset, stride, count_errors):
+def _part_count(lo: int, hi: int, offset: int, stride: int) -> int:
+    """How many record indices ``i`` in ``[lo, hi)`` have ``i % stride == offset``."""
+    def below(x):  # indices in [0, x) of this part
+        return max(0, (x - offset + stride - 1) // stride)
+    return below(hi) - below(lo) if hi > lo else 0
+
+
+def _as_bytes(column):
+    """A parquet text column as raw values: ``string`` -> ``binary`` (no UTF-8 check), so
+    one bad value costs one record; dictionary columns are decoded first. Other types
+    are left as they are (their values are then counted as ``text_not_string``)."""
+    import pyarrow as pa
+
+    t = column.type
+    if pa.types.is_dictionary(t):
+        column, t = column.cast(t.value_type), t.value_type
+    for is_text, raw in ((pa.types.is_string, pa.binary()),
+                         (pa.types.is_large_string, pa.large_binary()),
+                         (getattr(pa.types, "is_string_view", lambda _: False),
+                          getattr(pa, "binary_view", pa.binary)())):
+        if is_text(t):
+            return column.cast(raw)
+    return column
+
+
+_warned_missing: set = set()
+
+
+def _parquet_records(f, opts, stats, start, offset, stride, count_errors, path=""):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(f)
-    except (pa.ArrowInvalid, OSError):
+        names = pf.schema_arrow.names
+    except (pa.ArrowException, OSError):
         if count_errors:
             stats.skip("invalid_parquet")
         return
-    if opts.field not in pf.schema_arrow.names:
-        raise ValueError(f"parquet shard has no column {opts.field!r} "
-                         f"(columns: {pf.schema_arrow.names}); set text_field in the mixture")
+    total = pf.metadata.num_rows
+    if opts.field not in names:
+        # The whole file is skipped: every one of its rows counts as missing its text.
+        stats.skip("missing_text", _part_count(start, total, offset, stride))
+        if count_errors and path not in _warned_missing:
+            _warned_missing.add(path)
+            log.warning("%s: no column %r (columns: %s); the whole file is skipped and its "
+                        "rows counted as missing_text. Set text_field for this source in the "
+                        "mixture if the text is in another column.", path, opts.field, names)
+        return
     first = 0
     for g in range(pf.num_row_groups):
         n = pf.metadata.row_group(g).num_rows
-        if first + n <= start:  # resume: skip whole row groups without reading them
-            first += n
+        lo, first = max(first, start), first + n
+        if first <= start:  # resume: skip whole row groups without reading them
             continue
         try:
-            column = pf.read_row_group(g, columns=[opts.field]).column(0).to_pylist()
-        except (pa.ArrowInvalid, OSError):
-            if count_errors:
-                stats.skip("invalid_parquet")
-            return
+            column = _as_bytes(pf.read_row_group(g, columns=[opts.field]).column(0)).to_pylist()
+        except (pa.ArrowException, OSError):
+            stats.skip("invalid_row_group", _part_count(lo, first, offset, stride))
+            continue
         for j, value in enumerate(column):
-            i = first + j
+            i = first - n + j
             if i < start or i % stride != offset:
                 continue
             text = _check_text(value, stats)
             if text is not None:
                 yield i, text
-        first += n
 
 
 def _text_records(f, opts, stats, start, offset, stride, count_errors):
     if opts.text_documents == "line":
-        lines = (line for line in _decoded_lines(f, stats, count_errors) if line.strip())
+        lines = (line for line in streams.decoded_lines(f, stats, count_errors) if line.strip())
     else:
-        lines = iter([b"".join(_raw_chunks(f))])
+        lines = iter([b"".join(streams.raw_chunks(f))])
     for i, raw in enumerate(lines):
         if i < start or i % stride != offset:
             continue
@@ -459,7 +396,7 @@ def read_shard(path: str, opts: ReadOptions, stats: SourceStats, start: int = 0,
             return
         f.seek(0)
         if head == b"PAR1":
-            reader = _parquet_records
+            reader = functools.partial(_parquet_records, path=str(path))
         elif opts.format == "text":
             reader = _text_records
         elif opts.format == "refinedweb":

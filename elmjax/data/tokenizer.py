@@ -35,7 +35,8 @@ class Tokenizer:
         self.num_threads = int(num_threads)
         self._sp = None
         if not epath.Path(self.path).is_file():
-            raise FileNotFoundError(f"tokenizer model not found: {self.path}")
+            what = "is a directory" if epath.Path(self.path).is_dir() else "not found"
+            raise FileNotFoundError(f"tokenizer model {what}: {self.path}")
 
     @property
     def sp(self):
@@ -43,7 +44,11 @@ class Tokenizer:
         if self._sp is None:
             import sentencepiece as spm
 
-            self._sp = spm.SentencePieceProcessor(model_proto=epath.Path(self.path).read_bytes())
+            try:
+                self._sp = spm.SentencePieceProcessor(model_proto=epath.Path(self.path).read_bytes())
+            except (RuntimeError, OSError) as e:
+                raise ValueError(f"{self.path} is not a SentencePiece model ({type(e).__name__}); "
+                                 f"give the .model file the tokenizer trainer wrote") from None
         return self._sp
 
     def __getstate__(self):

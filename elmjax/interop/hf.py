@@ -223,12 +223,38 @@ def load_hf(path) -> tuple[ml_collections.ConfigDict, dict]:
     cfg_file = path / CONFIG_NAME
     if not cfg_file.exists():
         raise FileNotFoundError(f"{path}: no {CONFIG_NAME}")
-    m = config_from_hf(json.loads(cfg_file.read_text()))
+    try:
+        hf_config = json.loads(cfg_file.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointFormatError(f"{cfg_file}: not valid JSON ({e})") from None
+    if not isinstance(hf_config, dict):
+        raise CheckpointFormatError(f"{cfg_file}: not a JSON object")
+    m = config_from_hf(hf_config)
     params = params_from_tensors(m, read_tensors(_safetensor_files(path)), os.fspath(path))
     return ml_collections.ConfigDict({"model": m}), params
 
 
 # --------------------------------------------------------------------------- save
+
+
+def _write_whole(target: epath.Path, write: Callable[[str], None]) -> None:
+    """Writes a file so that it appears whole or not at all, with the permissions the umask
+    gives (safetensors itself creates files as 0600). ``write(path)`` writes the bytes;
+    locally to a temporary name that is then renamed, on an object store directly."""
+    final = os.fspath(target)
+    if "://" in final:
+        write(final)
+        return
+    tmp = f"{final}.partial"
+    try:
+        write(tmp)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def save_hf(path, config, params, dtype: str = "float32",
@@ -267,10 +293,13 @@ def save_hf(path, config, params, dtype: str = "float32",
         names = [WEIGHTS_NAME]
     else:
         names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    for f, tensors in zip(names, shards):
+        _write_whole(path / f, lambda tmp, t=tensors: save_file(t, tmp, metadata=meta))
+    if len(shards) > 1:
         index = {"metadata": {"total_size": sum(t.nbytes for s in shards for t in s.values())},
                  "weight_map": {n: f for f, s in zip(names, shards) for n in s}}
-        (path / INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True))
-    for f, tensors in zip(names, shards):
-        save_file(tensors, os.fspath(path / f), metadata=meta)
-    (path / CONFIG_NAME).write_text(json.dumps(hf_config, indent=2, sort_keys=True))
+        text = json.dumps(index, indent=2, sort_keys=True)
+        _write_whole(path / INDEX_NAME, lambda tmp: epath.Path(tmp).write_text(text))
+    text = json.dumps(hf_config, indent=2, sort_keys=True)
+    _write_whole(path / CONFIG_NAME, lambda tmp: epath.Path(tmp).write_text(text))  # last
     return [CONFIG_NAME, *names] + ([INDEX_NAME] if len(shards) > 1 else [])

@@ -48,6 +48,7 @@ def start_mesh(cfg, devices=None):
             f"device(s) ({devs[0].device_kind}), jax {jax.__version__}")
     mesh = parallel.make_mesh(cfg, devices)
     narrate(f"mesh {dict(mesh.shape)}")
+    parallel.check_batch(cfg, mesh)
     return mesh
 
 
