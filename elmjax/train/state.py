@@ -143,6 +143,15 @@ class TrainSetup:
     notes: list[str]
 
 
+def _with_base_reference(adapted):
+    """A PEFT transform that also hands the objective the base: ``{"policy", "reference"}``."""
+
+    def transform(params, step):
+        return {"policy": adapted(params, step), "reference": params["base"]}
+
+    return transform
+
+
 def setup(cfg, mesh, trainable=None) -> TrainSetup:
     """The optimizer, abstract state and shardings of ``cfg`` on ``mesh``.
 
@@ -161,8 +170,7 @@ def setup(cfg, mesh, trainable=None) -> TrainSetup:
                      f"{cfg.peft.base_dtype}")
     reference = preference_reference(cfg)
     if reference == "base":
-        adapted = transform
-        transform = lambda params, step: {"policy": adapted(params, step), "reference": params["base"]}  # noqa: E731
+        transform = _with_base_reference(transform)
     if reference == "copy" and trainable is None:
         shapes = jax.eval_shape(lambda: train_params(cfg, jax.random.key(0)))
         trainable = {"policy": jax.tree.map(lambda _: True, shapes["policy"]),
