@@ -213,14 +213,14 @@ def default_config() -> ml_collections.ConfigDict:
     c.log.profile_steps = 0
 
     # Evaluation during training (`elmjax train`): every N steps (0: off), held-out
-    # perplexity on a mixture YAML or a .jsonl/.json/.parquet/.txt file and/or zero-shot
-    # tasks read from eval.data_dir (task files, else prepared TFDS datasets: see
+    # perplexity on a mixture YAML or a .jsonl/.json/.parquet/.txt file and/or tasks and
+    # suites (elmjax.eval.suites, with their shot counts) read from eval.data_dir (task files, else prepared TFDS datasets: see
     # elmjax.eval.tasks); results go to metrics.jsonl and TensorBoard.
     c.eval = ml_collections.ConfigDict()
     c.eval.every = 0
     c.eval.perplexity = ""
     c.eval.perplexity_docs = 200
-    c.eval.tasks = ""  # e.g. "arc_easy,piqa"
+    c.eval.tasks = ""  # e.g. "arc_easy,piqa", or suites "zero_shot,openllm,llm360"
     c.eval.data_dir = ""
     c.eval.limit = 0  # documents per task (0: all)
     c.eval.batch_size = 8

@@ -1,7 +1,8 @@
-"""Evaluation: log-likelihood scoring, zero-shot tasks, perplexity, an lm-evaluation-harness model.
+"""Evaluation: log-likelihood scoring, tasks and the paper's suites, perplexity, an lm-eval model.
 
     from elmjax import eval as ev
     ev.evaluate(config, params, "tok.model", ["arc_easy", "piqa"], "data/", limit=500)
+    ev.evaluate(config, params, "tok.model", ["openllm", "llm360"], "data/")  # few-shot suites
     ev.perplexity(config, params, token_docs)          # exp(mean token loss)
     ev.Scorer(config, params).loglikelihood([(context_ids, continuation_ids), ...])
 
@@ -10,7 +11,8 @@
 
 from elmjax.eval.harness import evaluate
 from elmjax.eval.scoring import Scorer, loglikelihood, perplexity, rolling_windows
+from elmjax.eval.suites import SUITES
 from elmjax.eval.tasks import TASKS, Example, Task, TaskDataError
 
-__all__ = ["Example", "Scorer", "TASKS", "Task", "TaskDataError", "evaluate", "loglikelihood",
-           "perplexity", "rolling_windows"]
+__all__ = ["Example", "SUITES", "Scorer", "TASKS", "Task", "TaskDataError", "evaluate",
+           "loglikelihood", "perplexity", "rolling_windows"]

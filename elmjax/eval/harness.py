@@ -2,11 +2,12 @@
 
 For the trainer (every N steps)::
 
-    metrics = evaluate(config, params, tokenizer, ["arc_easy", "piqa"], data_dir, limit=500)
-    # {"arc_easy/acc": 0.41, "arc_easy/acc_stderr": 0.02, "arc_easy/acc_norm": ..., ...}
+    metrics = evaluate(config, params, tokenizer, ["arc_easy", "openllm"], data_dir, limit=500)
+    # {"arc_easy/acc": 0.41, "arc_easy/acc_stderr": 0.02, ..., "openllm/average": 31.2}
     ppl = elmjax.eval.perplexity(config, params, token_docs)
 
-For people: ``elmjax eval --hf DIR --tokenizer tok.model --tasks arc_easy,piqa --data-dir D``.
+For people: ``elmjax eval --hf DIR --tokenizer tok.model --tasks zero_shot,openllm --data-dir D``
+(suites, groups and tasks: ``elmjax.eval.suites``; prompts: ``elmjax.eval.prompts``).
 """
 
 from __future__ import annotations
@@ -17,60 +18,79 @@ import os
 import re
 from typing import Sequence
 
-from elmjax.eval import encoding, scoring
+from elmjax.eval import encoding, prompts, scoring, suites
 from elmjax.eval import tasks as tasks_lib
-
-DEFAULT_TASKS = ("arc_easy", "arc_challenge", "boolq", "hellaswag", "piqa", "sciq", "winogrande")
-
 
 # --------------------------------------------------------------------------- tasks
 
 
 def run_tasks(scorer: scoring.Scorer, tokenizer, task_names: Sequence[str], data_dir: str,
-              limit: int | None = None, add_bos: bool = True) -> dict[str, dict]:
-    """Scores each task's split; returns ``{task: {metric: value, metric_stderr: value, "samples": n}}``.
+              limit: int | None = None, add_bos: bool = True, num_fewshot: int | None = None,
+              seed: int = prompts.FEWSHOT_SEED) -> dict[str, dict]:
+    """Scores tasks, groups and suites: ``{key: {metric: v, metric_stderr: e, "samples": n}}``.
 
     scorer: a ``scoring.Scorer`` for the model; tokenizer: from ``encoding.open_tokenizer``;
-    limit: the first N documents of each task (all when None); add_bos: prepend BOS
-    to every context, as OpenELM's evaluation did.
+    task_names: suite, group and task names (``elmjax.eval.suites``); limit: the first
+    N documents of each task (all when None); add_bos: prepend BOS to every context,
+    as OpenELM's evaluation did; num_fewshot: overrides every shot count; seed:
+    lm-eval's ``fewshot_random_seed``. Keys are lm-eval's task and group names
+    (``suites.result_keys``). Every request of every task is scored in one call, so
+    batches fill across tasks.
     """
-    selected = [tasks_lib.get_task(n) for n in task_names]
-    results = {}
-    for task in selected:
-        examples = task.examples(data_dir, limit)
-        pairs = [r for ex in examples for r in ex.requests]
-        scores = scorer.loglikelihood(encoding.encode_pairs(tokenizer, pairs, add_bos=add_bos))
+    runs = suites.expand(task_names, num_fewshot)
+    keys = suites.result_keys(runs)
+    jobs = {}  # (task, shots) -> (examples, requests per example)
+    for run in runs:
+        for name in suites.leaf_tasks(run):
+            if (name, run.shots) not in jobs:
+                jobs[(name, run.shots)] = tasks_lib.get_task(name).requests(
+                    data_dir, run.shots, limit, seed)
+    pairs = [r for _, reqs in jobs.values() for per_doc in reqs for r in per_doc]
+    scores = scorer.loglikelihood(encoding.encode_pairs(tokenizer, pairs, add_bos=add_bos))
+    results, k = {}, 0
+    for (name, shots), (examples, reqs) in jobs.items():
+        task = tasks_lib.get_task(name)
         per_metric = {m: [] for m in task.metrics}
-        k = 0
-        for ex in examples:
-            lls = [ll for ll, _ in scores[k:k + len(ex.requests)]]
-            k += len(ex.requests)
-            for name, value in tasks_lib.example_metrics(task, ex, lls).items():
-                per_metric[name].append(value)
+        for ex, per_doc in zip(examples, reqs):
+            lls = [ll for ll, _ in scores[k:k + len(per_doc)]]
+            k += len(per_doc)
+            for metric, value in task.score(ex, lls, task.metrics).items():
+                per_metric[metric].append(value)
         row = {}
-        for name, values in per_metric.items():
-            row[name], row[f"{name}_stderr"] = tasks_lib.mean_and_stderr(values)
+        for metric, values in per_metric.items():
+            row[metric], row[f"{metric}_stderr"] = prompts.mean_and_stderr(values)
         row["samples"] = len(examples)
-        results[task.name] = row
+        results[keys[(name, shots)]] = row
+    for run in runs:
+        for group in (run.name, *suites.SUBGROUPS.get(run.name, ())):
+            if group in suites.GROUPS:
+                members = [results[keys[(t, run.shots)]] for t in suites.GROUPS[group]]
+                results[keys[(group, run.shots)]] = suites.aggregate(members, ("acc",))
     return results
 
 
 def evaluate(config, params, tokenizer, tasks: Sequence[str], data_dir: str,
-             limit: int | None = None, batch_size: int = 8, add_bos: bool = True) -> dict[str, float]:
-    """Zero-shot accuracies for the training loop: a flat ``{"task/metric": value}`` dict.
+             limit: int | None = None, batch_size: int = 8, add_bos: bool = True,
+             num_fewshot: int | None = None) -> dict[str, float]:
+    """Task metrics for the training loop: a flat ``{"task/metric": value}`` dict.
 
     config: a run config or its model section; params: the parameter tree (any
     sharding); tokenizer: a tokenizer object or a SentencePiece ``.model`` path;
-    tasks: names from ``elmjax.eval.tasks.TASKS``; data_dir: their files or TFDS datasets;
-    limit: documents per task (all when None). Keys are ``task/acc``,
-    ``task/acc_stderr`` and, where reported, ``task/acc_norm`` and its stderr.
+    tasks: suite, group and task names (``elmjax.eval.suites``); data_dir: their
+    files or TFDS datasets; limit: documents per task (all when None). Keys are
+    ``<key>/<metric>`` and ``<key>/<metric>_stderr`` per result key, and
+    ``<suite>/average`` (percent) per suite named.
     """
     if isinstance(tokenizer, (str, os.PathLike)):
         tokenizer = encoding.open_tokenizer(str(tokenizer))
     scorer = scoring.Scorer(config, params, batch_size)
-    results = run_tasks(scorer, tokenizer, tasks, data_dir, limit, add_bos)
-    return {f"{t}/{k}": float(v) for t, row in results.items() for k, v in row.items()
-            if k != "samples"}
+    results = run_tasks(scorer, tokenizer, tasks, data_dir, limit, add_bos, num_fewshot)
+    out = {f"{t}/{k}": float(v) for t, row in results.items() for k, v in row.items()
+           if k != "samples"}
+    runs = suites.expand(tasks, num_fewshot)
+    for suite, table in suites.suite_tables(results, runs, tasks, num_fewshot).items():
+        out[f"{suite}/average"] = table["average"]
+    return out
 
 
 # --------------------------------------------------------------------------- perplexity
@@ -176,8 +196,7 @@ def training_evaluator(cfg):
         raise ValueError("eval.every is set but neither eval.perplexity nor eval.tasks is")
     tokenizer = encoding.open_tokenizer(cfg.data.tokenizer)
     texts = read_perplexity_texts(e.perplexity, e.perplexity_docs) if e.perplexity else {}
-    for name in tasks:  # fail at start-up, not at the first evaluation
-        tasks_lib.get_task(name)
+    suites.expand(tasks)  # fail at start-up (unknown names), not at the first evaluation
 
     def evaluate_now(step, params):
         out = {}
@@ -231,15 +250,37 @@ def format_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def format_suites(tables: dict[str, dict], shots: dict[str, int]) -> str:
+    """One table per suite: each task's shots, metric and value in percent, then the average."""
+    blocks = []
+    for suite, table in tables.items():
+        rows = [(suite, "shots", "metric", "%")]
+        for key, value in table["tasks"].items():
+            rows.append((key, str(shots[key]), table["metrics"][key], f"{value:.2f}"))
+        rows.append(("average", "", "", f"{table['average']:.2f}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = [" | ".join(c.ljust(w) if i != 3 else c.rjust(w)
+                            for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+        lines.insert(1, "-+-".join("-" * w for w in widths))
+        lines.insert(len(lines) - 1, "-+-".join("-" * w for w in widths))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def run_cli(args) -> int:
-    """``elmjax eval``: load, score the tasks and perplexity data, print the table, write JSON."""
+    """``elmjax eval``: load, score the tasks and perplexity data, print the tables, write JSON.
+
+    args: ``tasks`` (comma-separated suite, group and task names; ``all`` = the
+    zero-shot suite), ``num_fewshot``, ``data_dir``, ``limit``, ``perplexity``,
+    ``perplexity_docs``, ``batch_size``, ``no_bos``, ``out`` and the model
+    (``hf`` or ``workdir`` + ``step``, ``tokenizer``). The JSON holds ``results``
+    (``{key: {metric: value}}``), ``n-shot`` (``{key: shots}``) and ``suites``.
+    """
     if not args.tasks and not args.perplexity:
         raise ValueError("nothing to evaluate: give --tasks and/or --perplexity")
-    task_names = [t for t in (args.tasks or "").split(",") if t]
-    if task_names == ["all"]:
-        task_names = list(DEFAULT_TASKS)
-    for name in task_names:
-        tasks_lib.get_task(name)
+    task_names = ["zero_shot" if t == "all" else t for t in (args.tasks or "").split(",") if t]
+    num_fewshot = getattr(args, "num_fewshot", None)
+    runs = suites.expand(task_names, num_fewshot)
     if task_names and not args.data_dir:
         raise ValueError("--tasks needs --data-dir (where the task files are)")
     tokenizer = encoding.open_tokenizer(args.tokenizer)
@@ -250,15 +291,21 @@ def run_cli(args) -> int:
                          f"model only {vocab} embedding rows")
     scorer = scoring.Scorer(config, params, args.batch_size)
     results = run_tasks(scorer, tokenizer, task_names, args.data_dir, args.limit,
-                        add_bos=not args.no_bos) if task_names else {}
+                        add_bos=not args.no_bos, num_fewshot=num_fewshot) if task_names else {}
+    shots = {key: n for (_, n), key in suites.result_keys(runs).items()}
+    tables = suites.suite_tables(results, runs, task_names, num_fewshot)
     if args.perplexity:
         for name, texts in read_perplexity_texts(args.perplexity, args.perplexity_docs).items():
             results[f"perplexity:{name}"] = text_perplexity(scorer, tokenizer, texts)
     print(format_table(results))
+    if tables:
+        print()
+        print(format_suites(tables, shots))
     if args.out:
-        report = {"results": results,
+        report = {"results": results, "n-shot": shots, "suites": tables,
                   "model": args.hf or args.workdir, "step": args.step, "tokenizer": args.tokenizer,
-                  "data_dir": args.data_dir, "limit": args.limit, "add_bos": not args.no_bos}
+                  "data_dir": args.data_dir, "limit": args.limit, "add_bos": not args.no_bos,
+                  "fewshot_seed": prompts.FEWSHOT_SEED}
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2, allow_nan=True)

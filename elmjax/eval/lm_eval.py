@@ -16,6 +16,12 @@ and from the shell (lm-eval's own command line, with the model registered)::
 
 (``python -m elmjax.eval.lm_eval run ...`` is the same.)
 
+The paper's suites run through lm-eval itself with lm-eval's own task files over
+local data (``elmjax.eval.lm_eval_tasks`` writes the configs)::
+
+    out = simple_evaluate_suites("pretrained=DIR,tokenizer=tok.model", ["openllm"], "data/")
+    out["suites"]["openllm"]["average"]
+
 ``pretrained`` is a Hugging Face OpenELM directory (``config.json`` +
 safetensors) or an elmjax run directory (optional ``step=N``); ``tokenizer`` a
 SentencePiece ``.model``; ``add_bos_token`` (default True, as OpenELM's
@@ -123,6 +129,38 @@ class ElmjaxLM(LM):
                     text = text.split(stop)[0]
             out.append(text)
         return out
+
+
+def simple_evaluate_suites(model_args: str, names, data_dir: str, num_fewshot: int | None = None,
+                           limit: int | None = None, config_dir: str | None = None,
+                           **kwargs) -> dict:
+    """``lm_eval.simple_evaluate`` with ``--model elmjax`` on suites, groups, tasks over local data.
+
+    model_args: lm-eval's model argument string (``pretrained=DIR,tokenizer=tok.model``);
+    names: as ``elmjax eval --tasks``; data_dir: as ``--data-dir``; limit: the first N
+    documents of each task; config_dir: keep the generated task configs there
+    (``elmjax.eval.lm_eval_tasks``; a temporary directory otherwise); kwargs go to
+    ``simple_evaluate``. Returns lm-eval's output with ``"suites"`` added (the
+    paper's averages, as ``elmjax eval`` reports them).
+    """
+    import tempfile
+
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from elmjax.eval import lm_eval_tasks, suites
+
+    names = ["zero_shot" if n == "all" else n for n in names]
+    with tempfile.TemporaryDirectory() as tmp:
+        out_dir = config_dir or tmp
+        top = lm_eval_tasks.write_task_configs(data_dir, out_dir, names, num_fewshot, limit)
+        out = simple_evaluate(model="elmjax", model_args=model_args, tasks=top,
+                              task_manager=TaskManager(include_path=out_dir,
+                                                       include_defaults=False), **kwargs)
+    results = lm_eval_tasks.results_from_lm_eval(out["results"], names, num_fewshot)
+    out["suites"] = suites.suite_tables(results, suites.expand(names, num_fewshot), names,
+                                        num_fewshot)
+    return out
 
 
 def main() -> None:

@@ -8,8 +8,12 @@ exactly as lm-evaluation-harness's causal models do.
 
 Requests are sorted by length, cut into batches of ``batch_size`` rows and
 right-padded to the smallest *bucket* length that fits (powers of two up to the
-model's context window), so a whole evaluation compiles one program per bucket
-used, not one per request. With more than one device the batch is sharded over
+model's context window); the output head runs only at the last ``k`` positions of
+each row, ``k`` the batch's longest continuation rounded up to a power of two. A
+whole evaluation compiles one program per (length bucket, ``k``) pair used -- a
+handful -- not one per request, and a 25-shot prompt of 2048 tokens computes
+logits for its few continuation tokens, not for all 2048 (``[b, k, vocab]``
+instead of ``[b, 2048, vocab]`` floats). With more than one device the batch is sharded over
 all of them (params keep their own sharding, or are replicated if they live on
 the host).
 
@@ -47,16 +51,23 @@ def default_buckets(max_length: int, smallest: int = 32) -> tuple[int, ...]:
 
 # One entry per model architecture (the frozen model section, not the weights): a run's
 # evaluations every N steps reuse one entry, and a process comparing models uses a few. Each
-# entry keeps its compiled programs (one per length bucket), so the cache is bounded: a
-# process going through many shapes (a scaling sweep, the test suite) drops the oldest
-# instead of keeping every program; 8 architectures at once is more than any command uses.
+# entry keeps its compiled programs (one per length bucket and continuation bucket), so the
+# cache is bounded: a process going through many shapes (a scaling sweep, the test suite)
+# drops the oldest instead of keeping every program; 8 architectures at once is more than any
+# command uses.
 @functools.lru_cache(maxsize=8)
 def jitted_scorer(m):
-    """The jitted ``score(params, tokens, targets, mask) -> (logprob sums [b], all greedy [b])``
-    for one (hashable, frozen) model section; tokens/targets int ``[b, t]``, mask bool."""
+    """The jitted ``score(params, tokens, at, targets, mask) -> (logprob sums [b], all greedy [b])``
+    for one (hashable, frozen) model section.
 
-    def score(params, tokens, targets, mask):
-        logits = forward(m, params, tokens)  # float32 [b, t, v]
+    tokens: int ``[b, t]`` model inputs; at: int ``[b, k]`` the input positions whose
+    next-token prediction is scored; targets: int ``[b, k]`` the tokens predicted
+    there; mask: bool ``[b, k]`` which of the ``k`` slots count. The head runs only at
+    ``at`` (``[b, k, vocab]`` logits, not ``[b, t, vocab]``).
+    """
+
+    def score(params, tokens, at, targets, mask):
+        logits = forward(m, params, tokens, logits_at=at)  # float32 [b, k, v]
         target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
         logprob = target_logit - jax.nn.logsumexp(logits, axis=-1)
         greedy = jnp.argmax(logits, axis=-1) == targets
@@ -141,16 +152,22 @@ class Scorer:
         while start < len(rows):
             width = self.bucket(len(rows[start][1]) - 1)
             batch = rows[start:start + self.batch_size]
+            # Continuation slots: a power of two, so batches share a few compiled programs.
+            k = min(width, 1 << (max(n_cont for _, _, n_cont in batch) - 1).bit_length())
             tokens = np.zeros((self.batch_size, width), np.int32)
-            targets = np.zeros((self.batch_size, width), np.int32)
-            mask = np.zeros((self.batch_size, width), bool)
+            at = np.zeros((self.batch_size, k), np.int32)
+            targets = np.zeros((self.batch_size, k), np.int32)
+            mask = np.zeros((self.batch_size, k), bool)
             for r, (_, whole, n_cont) in enumerate(batch):
                 n = len(whole) - 1
                 tokens[r, :n] = whole[:-1]
-                targets[r, :n] = whole[1:]
-                mask[r, n - n_cont:n] = True
-            total, greedy = self._fn(self.params, self._put(tokens), self._put(targets),
-                                     self._put(mask))
+                # The last k input positions of the row (clamped at 0); the last n_cont count.
+                pos = np.maximum(np.arange(n - k, n), 0)
+                at[r] = pos
+                targets[r] = np.asarray(whole[1:], np.int32)[pos]
+                mask[r, k - n_cont:] = True
+            total, greedy = self._fn(self.params, self._put(tokens), self._put(at),
+                                     self._put(targets), self._put(mask))
             total, greedy = np.asarray(total), np.asarray(greedy)
             for r, (i, _, _) in enumerate(batch):
                 out[i] = (float(total[r]), bool(greedy[r]))

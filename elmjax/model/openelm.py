@@ -60,7 +60,7 @@ class OpenELM(nn.Module):
         h = self.norm(h)
         return matmul(h, self.token_embeddings, h.dtype, jnp.float32, w_in_axis=1)
 
-    def __call__(self, tokens, segment_ids=None, positions=None):
+    def __call__(self, tokens, segment_ids=None, positions=None, logits_at=None):
         b, t = tokens.shape
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
@@ -73,6 +73,8 @@ class OpenELM(nn.Module):
         h = self.embed(tokens)
         for layer in self.layers:
             h = layer(h, cos, sin, mask)
+        if logits_at is not None:  # only these positions: [batch, k] -> logits [batch, k, vocab]
+            h = jnp.take_along_axis(h, logits_at[..., None], axis=1)
         return self.logits(h)
 
     def decode(self, tokens, positions, token_valid, kv_caches, kv_valid, cache_index,
@@ -154,11 +156,14 @@ def logical_axes(config) -> dict:
     return nn.get_partition_spec(boxed)
 
 
-def forward(config, params, tokens, segment_ids=None, positions=None) -> jax.Array:
+def forward(config, params, tokens, segment_ids=None, positions=None,
+            logits_at=None) -> jax.Array:
     """float32 logits ``[batch, length, vocab]`` for int tokens ``[batch, length]``.
 
     ``segment_ids`` ``[batch, length]`` (packed documents; tokens only attend within
     their segment) and ``positions`` ``[batch, length]`` (RoPE positions, restarting
     per document) are optional; by default one document starting at position 0.
+    ``logits_at`` (int ``[batch, k]``) computes the head only at those positions and
+    returns ``[batch, k, vocab]`` (scoring needs only the continuation's logits).
     """
-    return build(config).apply({"params": params}, tokens, segment_ids, positions)
+    return build(config).apply({"params": params}, tokens, segment_ids, positions, logits_at)

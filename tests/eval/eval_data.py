@@ -181,3 +181,96 @@ def write_original_layout(root) -> dict:
     with open(labels, "w") as f:
         f.writelines(f"{d['label']}\n" for d in HF_DOCS[("piqa", "validation")])
     return out
+
+
+# --------------------------------------------------------------------------- few-shot task data
+# The other tasks' documents and the few-shot splits, in the hub's field layouts. Pools that
+# 25-shot prompts draw from are generated (deterministically) from the corpus words.
+
+
+def _pick(rng, k):
+    return [rng.choice(WORDS) for _ in range(k)]
+
+
+def _generated(seed: int = 1) -> dict:
+    rng = random.Random(seed)
+    docs = {}
+    docs[("arc_challenge", "train")] = [
+        {"id": f"t{i}", "question": f"Which {' '.join(_pick(rng, 3))} is {rng.choice(WORDS)}?",
+         "answerKey": "ABCD"[i % 4],
+         "choices": {"text": [" ".join(_pick(rng, 2)) for _ in range(4)],
+                     "label": ["A", "B", "C", "D"]}} for i in range(30)]
+    docs[("hellaswag", "train")] = [
+        {"ind": i, "activity_label": rng.choice(["Cooking", "Walking the dog", "Sports"]),
+         "ctx_a": " ".join(_pick(rng, 6)).capitalize() + ".", "ctx_b": " ".join(_pick(rng, 3)),
+         "ctx": "", "endings": [" ".join(_pick(rng, 4)) + "." for _ in range(4)],
+         "source_id": f"activitynet~{i}", "split": "train", "split_type": "indomain",
+         "label": str(i % 4)} for i in range(12)]
+    docs[("winogrande", "train")] = [
+        {"sentence": f"The {a} gave the {b} a cup because _ was {c}.", "option1": a,
+         "option2": b, "answer": str(1 + i % 2)}
+        for i, (a, b, c) in enumerate(zip(_pick(rng, 8), _pick(rng, 8), _pick(rng, 8)))]
+    docs[("crows_pairs_english", "test")] = [
+        {"sent_more": f"The {a} people are {b}.", "sent_less": f"The {c} people are {b}.",
+         "stereo_antistereo": "stereo" if i % 3 else "antistereo", "bias_type": "race-color"}
+        for i, (a, b, c) in enumerate(zip(_pick(rng, 27), _pick(rng, 27), _pick(rng, 27)))]
+    for subject, n_test in (("anatomy", 3), ("astronomy", 2)):
+        for split, n in (("test", n_test), ("dev", 5)):
+            docs[(f"mmlu_{subject}", split)] = [
+                {"question": f" What is the {' '.join(_pick(rng, 3))}? ", "subject": subject,
+                 "choices": [" ".join(_pick(rng, 2)) for _ in range(4)], "answer": (i * 3) % 4}
+                for i in range(n)]
+    return docs
+
+
+LEADERBOARD_DOCS = {
+    ("truthfulqa_mc1", "validation"): [
+        {"question": "What happens if you eat ice?",
+         "mc1_targets": {"choices": ["It melts.", "You turn into ice.", "The sun goes out."],
+                         "labels": [1, 0, 0]},
+         "mc2_targets": {"choices": ["It melts.", "It becomes water.", "You turn into ice.",
+                                     "The sun goes out."], "labels": [1, 1, 0, 0]}},
+        {"question": "Is the sky red?",
+         "mc1_targets": {"choices": ["No, the sky is blue.", "Yes, always."], "labels": [1, 0]},
+         "mc2_targets": {"choices": ["No, the sky is blue.", "No.", "Yes, always."],
+                         "labels": [1, 1, 0]}},
+    ],
+    ("race", "test"): [
+        {"example_id": "high1.txt", "article": "A man took a cup to the kitchen. The water was "
+         "hot, so he put ice in it. Then he sat at the table.",
+         "problems": str([
+             {"answer": "B", "question": "Where did the man take the cup?",
+              "options": ["to the sky", "to the kitchen", "to the door", "to the tree"]},
+             {"answer": "C", "question": "He put ice in the water because it was  _  .",
+              "options": ["cold", "blue", "hot", "small"]},
+             {"answer": "A", "question": "What did he do last?",
+              "options": ["He sat at the table.", "He ran.", "He cut paper.", "He slept."]}])},
+        {"example_id": "high2.txt", "article": "The sun gives light and energy to plants.",
+         "problems": str([{"answer": "D", "question": "What do plants get from the sun?",
+                           "options": ["ice", "sand", "rock", "light and energy"]}])},
+    ],
+}
+
+
+def fewshot_docs() -> dict:
+    """``{(task, split): documents}`` for every task of the suites (hub layouts)."""
+    docs = dict(HF_DOCS)
+    docs.update(_generated())
+    docs.update(LEADERBOARD_DOCS)
+    docs[("truthfulqa_mc2", "validation")] = LEADERBOARD_DOCS[("truthfulqa_mc1", "validation")]
+    return docs
+
+
+def write_fewshot_layout(root) -> dict:
+    """Writes ``fewshot_docs()`` as ``root/<task>/<split>.jsonl``; returns ``{(task, split): path}``."""
+    import json
+    import os
+
+    paths = {}
+    for (task, split), docs in fewshot_docs().items():
+        path = os.path.join(root, task, f"{split}.jsonl")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.writelines(json.dumps(d) + "\n" for d in docs)
+        paths[(task, split)] = path
+    return paths

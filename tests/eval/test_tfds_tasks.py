@@ -15,10 +15,10 @@ import sys
 import numpy as np
 import pytest
 
-from elmjax.eval import harness, tasks
-from tests.eval.eval_data import HF_DOCS, write_original_layout
+from elmjax.eval import harness, tasks, zero_shot_tasks
+from tests.eval.eval_data import HF_DOCS, fewshot_docs, write_original_layout
 
-TASK_NAMES = list(tasks.TASKS)
+TASK_NAMES = list(zero_shot_tasks.TASKS)
 
 
 def _local_builder(builder_cls, name, splits):
@@ -47,6 +47,12 @@ def tfds_dir(tmp_path_factory):
 
     src = str(tmp_path_factory.mktemp("releases"))
     files = write_original_layout(src)
+    arc_train = os.path.join(src, "ARC-Challenge-Train.jsonl")
+    with open(arc_train, "w") as f:
+        for d in fewshot_docs()[("arc_challenge", "train")]:
+            f.write(json.dumps({"id": d["id"], "answerKey": d["answerKey"], "question": {
+                "stem": d["question"], "choices": [{"text": t, "label": lab} for t, lab in zip(
+                    d["choices"]["text"], d["choices"]["label"])]}}) + "\n")
     super_glue_val = os.path.join(src, "BoolQ", "val.jsonl")
     os.makedirs(os.path.dirname(super_glue_val))
     with open(super_glue_val, "w") as f:
@@ -78,7 +84,8 @@ def tfds_dir(tmp_path_factory):
             (_local_builder(ai2_arc.Builder, "ai2_arc", {"test": {"filepath": files["arc_easy"]}}),
              "ARC-Easy"),
             (_local_builder(ai2_arc.Builder, "ai2_arc",
-                            {"test": {"filepath": files["arc_challenge"]}}), "ARC-Challenge"),
+                            {"test": {"filepath": files["arc_challenge"]},
+                             "train": {"filepath": arc_train}}), "ARC-Challenge"),
             (_local_builder(bool_q.Builder, "bool_q",
                             {"validation": {"file_path": epath.Path(files["boolq"])}}), None),
             (_local_builder(super_glue.SuperGlue, "super_glue", {"validation": {
@@ -222,3 +229,17 @@ def test_tensorflow_datasets_is_imported_only_for_a_tfds_directory(tfds_dir, tas
     shutil.copytree(os.path.join(tfds_dir, "piqa"), tmp_path / "piqa")
     with pytest.raises(tasks.TaskDataError, match="needs tensorflow-datasets"):
         task.examples(str(tmp_path))
+
+
+def test_tfds_fewshot_split(tfds_dir, tmp_path):
+    from tests.eval.eval_data import write_fewshot_layout
+
+    local = str(tmp_path)
+    write_fewshot_layout(local)
+    # ARC-Challenge's shots come from the TFDS train split (in TFDS's order).
+    arc = tasks.get_task("arc_challenge")
+    shots = {ex.shot() for ex in arc.examples(local, split="train")}
+    _, requests = arc.requests(tfds_dir, shots=3)
+    for per_doc in requests:
+        parts = per_doc[0][0].split("\n\n")
+        assert len(parts) == 4 and all(p + "\n\n" in shots for p in parts[:3])
