@@ -18,8 +18,8 @@ batch for every method: ``--rows`` sequences of ``--seq-len`` random tokens (for
   reference is the base with the adapters off.
 
 For each: the train state's size, XLA's compiled memory analysis of the jitted train step
-(arguments + outputs - aliased (donated) + temporaries: the step's peak), and the median
-wall time of ``--steps`` steps after one warm-up step. Ratios are against ``sft`` (and
+(arguments + outputs - aliased (donated) + temporaries: the step's peak), XLA's compiled
+cost analysis (FLOPs of one step: exact where wall time is noisy), and the median wall time of ``--steps`` steps after one warm-up step. Ratios are against ``sft`` (and
 ``sft-lora`` for the LoRA rows) measured in the same run.
 """
 
@@ -83,6 +83,8 @@ def measure(mode: str, rows: int, seq_len: int, steps: int) -> dict:
                                        setup.abstract, setup.shardings), batch).compile()
     compile_s = time.perf_counter() - t
     mem = compiled.memory_analysis()
+    cost = compiled.cost_analysis()
+    flops = float((cost[0] if isinstance(cost, list) else cost).get("flops", 0.0))
     peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
             + mem.temp_size_in_bytes)
     state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(setup.abstract))
@@ -97,7 +99,8 @@ def measure(mode: str, rows: int, seq_len: int, steps: int) -> dict:
         times.append(time.perf_counter() - t)
     del state
     return {"mode": mode, "state_gib": state_bytes / GIB, "temp_gib": mem.temp_size_in_bytes / GIB,
-            "peak_gib": peak / GIB, "step_s": statistics.median(times), "compile_s": compile_s,
+            "peak_gib": peak / GIB, "gflops": flops / 1e9, "step_s": statistics.median(times),
+            "compile_s": compile_s,
             "loss": float(m["loss"])}
 
 
@@ -116,14 +119,14 @@ def main():
     for mode in args.modes.split(","):
         rows[mode] = measure(mode, args.rows, args.seq_len, args.steps)
         print(f"measured {mode}: {rows[mode]}", flush=True)
-    print("| method | train state GiB | step peak GiB (compiled) | step temporaries GiB | step time s "
-          "| peak vs SFT | step time vs SFT |")
-    print("|---|---|---|---|---|---|---|")
+    print("| method | train state GiB | step peak GiB (compiled) | step temporaries GiB | step GFLOP "
+          "(compiled) | step time s | peak vs SFT | FLOPs vs SFT | step time vs SFT |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for mode, r in rows.items():
         base = rows.get("sft-lora" if "lora" in mode else "sft", r)
         print(f"| {mode} | {r['state_gib']:.2f} | {r['peak_gib']:.2f} | {r['temp_gib']:.2f} | "
-              f"{r['step_s']:.2f} | {r['peak_gib'] / base['peak_gib']:.2f} | "
-              f"{r['step_s'] / base['step_s']:.2f} |")
+              f"{r['gflops']:.0f} | {r['step_s']:.2f} | {r['peak_gib'] / base['peak_gib']:.2f} | "
+              f"{r['gflops'] / base['gflops']:.2f} | {r['step_s'] / base['step_s']:.2f} |")
     print("compile s: " + ", ".join(f"{m} {r['compile_s']:.0f}" for m, r in rows.items()))
 
 
