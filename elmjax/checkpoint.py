@@ -109,6 +109,11 @@ def check_compatible(saved_cfg, cfg, saved_tok: str | None, tok: str | None, whe
             raise IncompatibleCheckpointError(
                 f"{where} was trained with {name}={a.get(key)} but the config has "
                 f"{name}={b.get(key)}; use another --workdir or the matching config")
+    a, b = (c.get("prefs", {}).get("reference") for c in (saved_cfg, cfg))
+    if a != b:  # preference training's reference decides the state's layout
+        raise IncompatibleCheckpointError(
+            f"{where} was trained with prefs.reference={a} but the config has prefs.reference={b}; "
+            f"use another --workdir or the matching config")
     if saved_tok and tok and saved_tok != tok:
         raise IncompatibleCheckpointError(
             f"{where} was trained with another tokenizer (sha256 {saved_tok[:12]}…, the config's "
