@@ -7,6 +7,11 @@ Each checkpoint ``WORKDIR/checkpoints/STEP/`` holds three items:
 - ``meta``: the resolved config, the tokenizer's SHA-256, the phase and the wall time.
 
 A run restores onto any mesh: the target shardings come from the current config.
+
+The workdir may be local or ``gs://``: Orbax writes there through TensorStore's native GCS
+driver (``TENSORSTORE_GCS_HTTP_URL`` / ``STORAGE_EMULATOR_HOST`` for an emulator). Orbax
+0.12.8 builds no TensorStore path for ``s3://`` (it takes one for a relative local path), so
+an ``s3://`` workdir is refused with that reason.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import time
 
 import jax
@@ -42,16 +46,25 @@ class DamagedCheckpointError(ValueError):
 
 
 def checkpoint_dir(workdir) -> epath.Path:
-    """``workdir/checkpoints`` as an absolute path (Orbax requires one; URLs stay as given)."""
-    return epath.Path(storage.output_path(workdir)) / "checkpoints"
+    """``workdir/checkpoints`` as an absolute path (Orbax requires one; URLs stay as given).
+
+    Raises ``storage.StorageError`` for a workdir Orbax cannot write (``s3://``) or whose
+    client extra is missing."""
+    workdir = storage.output_path(workdir)
+    if storage.scheme(workdir) == "s3":
+        raise storage.StorageError(
+            f"{workdir}: checkpoints cannot go to s3:// (orbax-checkpoint 0.12.8 writes through "
+            "TensorStore natively only for gs:// and local paths); use a gs:// or local workdir "
+            "(data, tokenizer and exports may stay on s3://)")
+    storage.filesystem(workdir)  # the client extra and emulator endpoints, before Orbax
+    return epath.Path(workdir) / "checkpoints"
 
 
 def file_sha256(path) -> str | None:
     """SHA-256 of a file's bytes (None if there is no such file)."""
-    path = epath.Path(path)
-    if not path.exists():
+    if not storage.isfile(path):
         return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashlib.sha256(storage.read_bytes(path)).hexdigest()
 
 
 def config_from_json(data: dict) -> ml_collections.ConfigDict:
@@ -96,6 +109,11 @@ def check_compatible(saved_cfg, cfg, saved_tok: str | None, tok: str | None, whe
             raise IncompatibleCheckpointError(
                 f"{where} was trained with {name}={a.get(key)} but the config has "
                 f"{name}={b.get(key)}; use another --workdir or the matching config")
+    a, b = (c.get("prefs", {}).get("reference") for c in (saved_cfg, cfg))
+    if a != b:  # preference training's reference decides the state's layout
+        raise IncompatibleCheckpointError(
+            f"{where} was trained with prefs.reference={a} but the config has prefs.reference={b}; "
+            f"use another --workdir or the matching config")
     if saved_tok and tok and saved_tok != tok:
         raise IncompatibleCheckpointError(
             f"{where} was trained with another tokenizer (sha256 {saved_tok[:12]}…, the config's "
@@ -303,8 +321,7 @@ def list_checkpoints(workdir) -> list[dict]:
     try:
         for step in sorted(mgr.all_steps()):
             path = directory / str(step)
-            size = sum(os.path.getsize(os.path.join(d, f))
-                       for d, _, files in os.walk(os.fspath(path)) for f in files)
+            size = storage.tree_size(path)
             try:
                 meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
             except Exception:  # noqa: BLE001 - list damaged checkpoints too

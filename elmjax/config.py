@@ -123,6 +123,28 @@ def sft_config(**overrides) -> ml_collections.ConfigDict:
     return c
 
 
+def prefs_config(**overrides) -> ml_collections.ConfigDict:
+    """Defaults of the ``prefs`` section (preference training), updated by ``overrides``.
+
+    Data (``elmjax.data.prefs``): ``files`` (comma-separated paths or globs); ``format`` auto
+    | ultrafeedback | plain; ``system``/``user``/``assistant``/``add_bos``: the chat template
+    (``sft``'s defaults); ``max_prompt_length`` (tokens, BOS included) and ``truncation``
+    keep_end | keep_start. Objective (``elmjax.train.preference``): ``loss`` sigmoid (DPO) |
+    hinge (RSO) | ipo; ``beta``; ``label_smoothing`` (conservative DPO, sigmoid only);
+    ``reference`` model (a frozen copy, or under LoRA/DoRA the base with adapters off, scored
+    each step) | precomputed (scored once before training, stored in the workdir);
+    ``eval_files``: held-out pairs scored every ``eval.every`` steps ("" for none).
+    """
+    s = sft_config()
+    c = ml_collections.ConfigDict(dict(
+        files="data_mixtures/samples/prefs/train.jsonl", format="auto",
+        system=s.system, user=s.user, assistant=s.assistant, add_bos=s.add_bos,
+        max_prompt_length=512, truncation="keep_end",
+        loss="sigmoid", beta=0.1, label_smoothing=0.0, reference="model", eval_files=""))
+    c.update(overrides)
+    return c
+
+
 def default_config() -> ml_collections.ConfigDict:
     """Every section of a run config, with Apple's pretraining recipe as the defaults
     (``docs/openelm.md``); presets in ``experiments/`` state only what differs."""
@@ -364,7 +386,7 @@ register_validator(_validate_finetune)
 # Keys holding one path, and keys holding a comma-separated list of paths or globs.
 PATH_KEYS = ("data.mixture", "data.tokenizer", "eval.perplexity", "eval.data_dir",
              "finetune.init")
-PATH_LIST_KEYS = ("sft.files",)
+PATH_LIST_KEYS = ("sft.files", "prefs.files", "prefs.eval_files")
 
 
 def _get(cfg, dotted: str):

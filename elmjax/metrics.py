@@ -1,11 +1,38 @@
-"""Run metrics: JSONL and TensorBoard writers and the loss-curve plot."""
+"""Run metrics: JSONL and TensorBoard writers and the loss-curve plot.
+
+The workdir may be local or on an object store (``gs://``, ``s3://``, through
+``elmjax.storage``): there ``metrics.jsonl`` and the event file, which a bucket cannot append
+to, are rewritten whole at most every ``REMOTE_SYNC_S`` seconds, when a checkpoint is saved
+(:meth:`MetricsWriter.sync`) and on close.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 
-from etils import epath
+from elmjax import storage
+
+REMOTE_SYNC_S = 30.0
+
+
+class _RemoteEventFiles:
+    """tensorboardX writer factory for ``gs://`` and ``s3://`` event files, through
+    ``elmjax.storage`` (tensorboardX's own uses other clients and endpoint variables)."""
+
+    def open(self, path):
+        return storage.RewrittenFile(path, REMOTE_SYNC_S)  # records append
+
+    def directory_check(self, path):
+        storage.filesystem(path)  # a missing extra is reported before training starts
+
+
+def _register_event_writers():
+    from tensorboardX import record_writer
+
+    for s in storage.CLIENTS:
+        record_writer.register_writer_factory(s, _RemoteEventFiles())
 
 
 class MetricsWriter:
@@ -13,21 +40,25 @@ class MetricsWriter:
     TensorBoard event files in the same directory. Only process 0 writes."""
 
     def __init__(self, workdir, enabled: bool = True):
-        self.dir = epath.Path(workdir)
+        self.dir = os.fspath(workdir)
         self.enabled = enabled
         self._tb = None
         if enabled:
             from tensorboardX import SummaryWriter
 
-            self.dir.mkdir(parents=True, exist_ok=True)
-            path = self.dir / "metrics.jsonl"
-            # A run killed while writing a row leaves it torn: end it, so new rows stay whole.
-            old = path.read_bytes() if path.exists() else b""
-            torn = bool(old) and not old.endswith(b"\n")
-            self._jsonl = path.open("a")
-            if torn:
-                self._jsonl.write("\n")
-            self._tb = SummaryWriter(str(self.dir))
+            path = storage.join(self.dir, "metrics.jsonl")
+            if storage.is_remote(self.dir):  # rewritten whole: never torn
+                _register_event_writers()
+                self._jsonl = storage.RewrittenFile(path, REMOTE_SYNC_S)
+            else:
+                storage.makedirs(self.dir)
+                # A run killed while writing a row leaves it torn: end it, so new rows stay whole.
+                old = storage.read_bytes(path) if os.path.exists(path) else b""
+                torn = bool(old) and not old.endswith(b"\n")
+                self._jsonl = open(path, "a", encoding="utf-8")
+                if torn:
+                    self._jsonl.write("\n")
+            self._tb = SummaryWriter(self.dir)
 
     def write(self, step: int, values: dict) -> None:
         if not self.enabled:
@@ -41,6 +72,11 @@ class MetricsWriter:
                 self._tb.add_scalar(tag, v, step)
             elif isinstance(v, str):
                 self._tb.add_text(tag, v, step)
+
+    def sync(self) -> None:
+        """Makes every row written so far durable (a remote file is rewritten now)."""
+        if self.enabled and isinstance(self._jsonl, storage.RewrittenFile):
+            self._jsonl.sync()
 
     def close(self) -> None:
         if self.enabled:
@@ -57,11 +93,11 @@ def _plain(v):
 def read_metrics(workdir) -> list[dict]:
     """The rows of ``workdir/metrics.jsonl`` (empty list if there is none); a row torn by a
     run killed while writing it is left out."""
-    path = epath.Path(workdir) / "metrics.jsonl"
-    if not path.exists():
+    path = storage.join(os.fspath(workdir), "metrics.jsonl")
+    if not storage.isfile(path):
         return []
     rows = []
-    for line in path.read_bytes().decode("utf-8", "replace").splitlines():
+    for line in storage.read_bytes(path).decode("utf-8", "replace").splitlines():
         try:
             rows.append(json.loads(line))
         except ValueError:
@@ -100,7 +136,7 @@ def plot_loss(workdir, out_name: str = "loss.png") -> str | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    out = epath.Path(workdir) / out_name
-    with out.open("wb") as f:
+    out = storage.join(os.fspath(workdir), out_name)
+    with storage.open_file(out, "wb") as f:
         fig.savefig(f, format="png")
-    return str(out)
+    return out

@@ -15,7 +15,7 @@ import types
 
 import ml_collections
 
-from elmjax.config import default_config, sft_config
+from elmjax.config import default_config, prefs_config, sft_config
 
 # Apple's released models: (num_layers, model_dim, head_dim, peak learning rate).
 OPENELM_SIZES = {
@@ -138,4 +138,20 @@ def finetune_config(c, files, *, steps, batch, lr, seq_len, warmup, min_lr_ratio
     c.optim.min_lr_ratio = min_lr_ratio
     c.optim.weight_decay = 0.0
     c.checkpoint.every = max(steps // 5, 1)
+    return c
+
+
+def preference_config(c, files, *, steps, pairs, lr, seq_len, warmup, min_lr_ratio, loss="sigmoid",
+                      beta=0.1, max_prompt_length=None):
+    """Turns a pretraining config into a preference-training one (``elmjax finetune`` with a
+    ``prefs`` section): ``finetune_config``'s schedule, ``pairs`` pairs (``2 * pairs`` rows)
+    per step, the pair data ``files`` with the SFT chat template, ``loss`` and ``beta``;
+    prompts are cut to ``max_prompt_length`` tokens (default half of ``seq_len``) first."""
+    from elmjax.data import prefs  # noqa: F401 - registers the prefs section's validator
+
+    c = finetune_config(c, files, steps=steps, batch=2 * pairs, lr=lr, seq_len=seq_len,
+                        warmup=warmup, min_lr_ratio=min_lr_ratio)
+    del c.sft
+    c.prefs = prefs_config(files=files, loss=loss, beta=beta,
+                           max_prompt_length=max_prompt_length or seq_len // 2)
     return c

@@ -58,11 +58,13 @@ def main(argv=None) -> int:
     if args.debug:
         return int(args.func(args, overrides) or 0)
     name = _command_name(args)
+    from elmjax.storage import StorageError
+
     try:
         return int(args.func(args, overrides) or 0)
     except KeyboardInterrupt:
         return fail(name, "interrupted", 130)
-    except (ValueError, OSError) as e:  # user input: config, files, checkpoints
+    except (ValueError, OSError, StorageError) as e:  # user input: config, files, buckets
         return fail(name, _one_line(e), EXIT_USAGE)
     except Exception as e:  # noqa: BLE001 - one line; --debug shows the traceback
         return fail(name, f"{type(e).__name__}: {_one_line(e)} (an internal error: rerun with "

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 from elmjax.cli.common import config_from, fail
 
 
 def cmd_export(args, overrides):
     """Writes a run's checkpoint in Apple's Hugging Face layout."""
-    import shutil
-
     from elmjax import checkpoint, storage
     from elmjax.interop import hf
     from elmjax.model import peft
@@ -30,8 +26,8 @@ def cmd_export(args, overrides):
     names = hf.save_hf(out, cfg, params, dtype=args.dtype,
                        max_shard_bytes=int(args.max_shard_gb * 2 ** 30))
     tok = cfg.get("data", {}).get("tokenizer") if "data" in cfg else None
-    if tok and os.path.exists(tok):
-        shutil.copyfile(tok, os.path.join(out, "tokenizer.model"))
+    if tok and storage.isfile(tok):
+        storage.write_bytes(storage.join(out, "tokenizer.model"), storage.read_bytes(tok))
         names.append("tokenizer.model")
     print(f"wrote {out}: {', '.join(names)}")
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from elmjax.cli.common import add_model_source_args, inference_model
@@ -14,7 +13,9 @@ def open_tokenizer(path):
     ``decode`` skips ids beyond the tokenizer's pieces (a model may have padded
     embedding rows, e.g. corenet's 32128 for 32000 pieces).
     """
-    if not path or not os.path.isfile(path):
+    from elmjax import storage
+
+    if not path or not storage.isfile(path):
         raise FileNotFoundError(
             f"tokenizer {path!r} not found: pass --tokenizer PATH to a SentencePiece .model "
             "(Apple's OpenELM checkpoints use LLaMA's tokenizer, which they do not ship)")

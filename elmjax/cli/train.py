@@ -1,4 +1,5 @@
-"""``elmjax train`` (pretrain or resume) and ``elmjax finetune`` (instruction tuning)."""
+"""``elmjax train`` (pretrain or resume) and ``elmjax finetune`` (instruction tuning, or
+preference training when the config has a ``prefs`` section)."""
 
 from __future__ import annotations
 
@@ -80,8 +81,9 @@ def register(sub) -> None:
     p.add_argument("--process-id", type=int, help="multi-host: this process's index")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("finetune", help="instruction-tune a model (all weights or LoRA/DoRA) "
-                                        "from imported or pretrained weights")
+    p = sub.add_parser("finetune", help="instruction-tune (sft section) or preference-train (prefs "
+                                        "section: DPO, hinge, IPO) a model, all weights or "
+                                        "LoRA/DoRA, from imported or pretrained weights")
     add_config_arg(p)
     p.add_argument("--init", required=True,
                    help="starting weights: a Hugging Face OpenELM directory or an elmjax workdir")

@@ -20,7 +20,9 @@ def inspect_mixture(cfg, mixture_path: str | None = None, batches: int = 20,
     "tokens", "padding_fraction", "seconds", "tokens_per_second", "sample",
     "sources": {name: {documents_read, documents_kept, documents_filtered,
     records_skipped, tokens, tokens_packed, chunks, tokens_dropped, weight,
-    proportion}}}`` where ``proportion`` is the realised share of packed tokens.
+    proportion, tokens_per_second}}}`` where ``proportion`` is the realised share of packed
+    tokens and a source's ``tokens_per_second`` its packed tokens over the wall time (what it
+    delivered, local or remote, while all sources were read together).
     """
     path = mixture_path or cfg.data.mixture
     weights = {s.name: s.weight for s in mixture.load(path)}
@@ -46,7 +48,8 @@ def inspect_mixture(cfg, mixture_path: str | None = None, batches: int = 20,
         "seconds": round(seconds, 3), "tokens_per_second": round(tokens / seconds, 1),
         "sample": sample,
         "sources": {name: dict(s, weight=round(weights.get(name, 0.0), 4),
-                               proportion=round(s["tokens_packed"] / packed, 4))
+                               proportion=round(s["tokens_packed"] / packed, 4),
+                               tokens_per_second=round(s["tokens_packed"] / seconds, 1))
                     for name, s in stats.items()},
     }
 
@@ -54,7 +57,7 @@ def inspect_mixture(cfg, mixture_path: str | None = None, batches: int = 20,
 def format_report(report: dict, sample_chars: int = 400) -> str:
     """The report of :func:`inspect_mixture` as a table for a terminal."""
     head = (f"{'source':<14}{'read':>9}{'kept':>9}{'filtered':>10}{'skipped':>9}"
-            f"{'tokens':>12}{'packed':>12}{'weight':>8}{'realised':>10}")
+            f"{'tokens':>12}{'packed':>12}{'weight':>8}{'realised':>10}{'tokens/s':>11}")
     lines = [f"mixture {report['mixture']} ({report['mode']}): {report['batches']} batches of "
              f"{report['batch_shape'][0]}x{report['batch_shape'][1]}", head, "-" * len(head)]
     details = []
@@ -62,7 +65,7 @@ def format_report(report: dict, sample_chars: int = 400) -> str:
         filtered, skipped = sum(s["documents_filtered"].values()), sum(s["records_skipped"].values())
         lines.append(f"{name:<14}{s['documents_read']:>9}{s['documents_kept']:>9}{filtered:>10}"
                      f"{skipped:>9}{s['tokens']:>12}{s['tokens_packed']:>12}{s['weight']:>8.3f}"
-                     f"{s['proportion']:>10.3f}")
+                     f"{s['proportion']:>10.3f}{s['tokens_per_second']:>11,.0f}")
         reasons = {**s["documents_filtered"], **s["records_skipped"]}
         if reasons:
             details.append(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in sorted(reasons.items())))

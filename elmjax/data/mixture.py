@@ -30,6 +30,7 @@ import math
 import yaml
 from etils import epath
 
+from elmjax import storage
 from elmjax.data.sources import FORMATS, ReadOptions
 
 _KEYS = {"name", "format", "paths", "weight", "tokens", "text_field", "pile_sets",
@@ -148,11 +149,11 @@ def load(path: str) -> list[SourceSpec]:
     when it is malformed.
     """
     p = epath.Path(path)
-    if not p.is_file():
+    if not storage.isfile(path):
         what = "is a directory, not a YAML file" if p.is_dir() else "not found"
         raise FileNotFoundError(f"mixture file {what}: {path}")
     try:
-        doc = yaml.safe_load(p.read_text())
+        doc = yaml.safe_load(storage.read_bytes(path).decode("utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise MixtureError(f"{path}: not a valid YAML mixture file ({first})") from None

@@ -32,6 +32,7 @@ import zlib
 import grain
 import numpy as np
 
+from elmjax import storage
 from elmjax.data import filters, mixture, sources
 from elmjax.data.packing import PackIterDataset
 from elmjax.data.sources import SourceStats
@@ -118,8 +119,9 @@ class _WindowIterator(grain.DatasetIterator):
     def _open(self):
         if self._tfds is not None:
             return self._tfds_records(self._record)
-        ds = self._ds
-        shard = self._order()[self._shard]
+        ds, order = self._ds, self._order()
+        shard = order[self._shard]
+        storage.prefetch(order[self._shard + 1:self._shard + 1 + storage.PREFETCH_FILES])
         offset = ds.record_offset
         if ds.record_stride > 1:  # rotate by the shard's place so small shards reach every part
             offset = (offset + self._position[shard]) % ds.record_stride

@@ -61,7 +61,9 @@ class SkipRecord(ValueError):
     """A record that cannot be used; ``args[0]`` is one of :data:`SKIP_REASONS`."""
 
 
-def _messages(value) -> list[dict]:
+def parse_messages(value) -> list[dict]:
+    """A non-empty list of ``{"role", "content"}`` messages (known roles, text content) as
+    clean dicts; raises :class:`SkipRecord` (``bad_messages``) otherwise."""
     if not isinstance(value, list) or not value:
         raise SkipRecord("bad_messages")
     out = []
@@ -100,12 +102,12 @@ def render_segments(record: dict, s) -> list[tuple[str, bool]]:
         template = s.alpaca_with_input if inp.strip() else s.alpaca_no_input
         return [(template.format(instruction=instruction, input=inp), False), (output + "</s>", True)]
     if fmt == "ultrafeedback":
-        msgs = _messages(record.get("chosen"))
+        msgs = parse_messages(record.get("chosen"))
         prompt = record.get("prompt")
         if msgs[0]["role"] == "assistant" and isinstance(prompt, str) and prompt.strip():
             msgs = [{"role": "user", "content": prompt}] + msgs
     elif fmt == "messages":
-        msgs = _messages(record.get("messages"))
+        msgs = parse_messages(record.get("messages"))
     else:
         raise SkipRecord("unknown_format")
     if not any(m["role"] == "assistant" and m["content"].strip() for m in msgs):
@@ -154,7 +156,7 @@ def encode_segments(tokenizer: Tokenizer, segments_per_record, add_bos: bool = T
 def encode_prompt(tokenizer: Tokenizer, messages: list[dict], s) -> np.ndarray:
     """Token ids int32 ``[n]`` of a conversation followed by the assistant header, ready for
     generation, rendered and encoded exactly as in training."""
-    msgs = _messages(messages)
+    msgs = parse_messages(messages)
     segments = []
     for m in msgs:
         head, _, tail = s[m["role"]].partition("{content}")

@@ -37,6 +37,7 @@ from typing import Any, Iterator
 
 from etils import epath
 
+from elmjax import storage
 from elmjax.data import streams
 
 log = logging.getLogger("elmjax.data")
@@ -159,31 +160,20 @@ class ReadOptions:
 def expand_paths(patterns, base_dir: str | None = None) -> list[str]:
     """Expands a list of globs (local or cloud) into a sorted list of existing files.
 
-    Relative patterns are taken relative to ``base_dir``. Raises ``FileNotFoundError``
-    naming the pattern when one matches nothing.
+    Relative patterns are taken relative to ``base_dir``. Remote patterns are listed once
+    per process (``elmjax.storage.list_files``). Raises ``FileNotFoundError`` naming the
+    pattern when one matches nothing.
     """
     out = []
     for pattern in patterns:
         p = str(pattern)
         if base_dir is not None and "://" not in p and not p.startswith("/"):
             p = str(epath.Path(base_dir) / p)
-        if any(ch in p for ch in "*?["):
-            root, rest = _split_glob(p)
-            matches = sorted(str(m) for m in epath.Path(root).glob(rest) if m.is_file())
-        else:
-            matches = [p] if epath.Path(p).is_file() else []
+        matches = storage.list_files(p)
         if not matches:
             raise FileNotFoundError(f"no file matches {pattern!r} (looked for {p})")
         out.extend(matches)
     return sorted(dict.fromkeys(out))
-
-
-def _split_glob(p: str) -> tuple[str, str]:
-    parts = p.split("/")
-    for i, part in enumerate(parts):
-        if any(ch in part for ch in "*?["):
-            return "/".join(parts[:i]) or "/", "/".join(parts[i:])
-    return p, ""
 
 
 def assign_part(shards: list[str], index: int, count: int,
@@ -379,9 +369,8 @@ def read_shard(path: str, opts: ReadOptions, stats: SourceStats, start: int = 0,
     add up.
     """
     count_errors = record_offset == 0
-    p = epath.Path(path)
     try:
-        f = p.open("rb")
+        f = storage.open_shard(path)
     except FileNotFoundError:
         raise
     except OSError:

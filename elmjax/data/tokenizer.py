@@ -15,7 +15,7 @@ import io
 import unicodedata
 from typing import Iterable, Sequence
 
-from etils import epath
+from elmjax import storage
 
 
 def nfc(text: str) -> str:
@@ -24,7 +24,7 @@ def nfc(text: str) -> str:
 
 
 class Tokenizer:
-    """A SentencePiece model file (local path or any ``etils.epath`` URL).
+    """A SentencePiece model file (a local path, ``gs://`` or ``s3://``).
 
     ``num_threads`` is passed to SentencePiece's batch encoder (1 keeps each grain
     worker on one core).
@@ -34,8 +34,8 @@ class Tokenizer:
         self.path = str(path)
         self.num_threads = int(num_threads)
         self._sp = None
-        if not epath.Path(self.path).is_file():
-            what = "is a directory" if epath.Path(self.path).is_dir() else "not found"
+        if not storage.isfile(self.path):
+            what = "is a directory" if storage.exists(self.path) else "not found"
             raise FileNotFoundError(f"tokenizer model {what}: {self.path}")
 
     @property
@@ -45,7 +45,7 @@ class Tokenizer:
             import sentencepiece as spm
 
             try:
-                self._sp = spm.SentencePieceProcessor(model_proto=epath.Path(self.path).read_bytes())
+                self._sp = spm.SentencePieceProcessor(model_proto=storage.read_bytes(self.path))
             except (RuntimeError, OSError) as e:
                 raise ValueError(f"{self.path} is not a SentencePiece model ({type(e).__name__}); "
                                  f"give the .model file the tokenizer trainer wrote") from None
@@ -120,7 +120,5 @@ def train_tokenizer(texts: Iterable[str], output_path: str, vocab_size: int,
         max_sentence_length=max_sentence_length, seed_sentencepiece_size=seed_sentencepiece_size,
         num_threads=num_threads, hard_vocab_limit=True, minloglevel=2,
         allow_whitespace_only_pieces=True, train_extremely_large_corpus=False)
-    out = epath.Path(output_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(model.getvalue())
-    return str(out)
+    storage.write_bytes(output_path, model.getvalue())
+    return str(output_path)

@@ -18,6 +18,7 @@ import os
 import re
 from typing import Sequence
 
+from elmjax import storage
 from elmjax.eval import encoding, prompts, scoring, suites
 from elmjax.eval import tasks as tasks_lib
 
@@ -100,18 +101,19 @@ def _texts_of_file(path: str, limit: int | None) -> list[str]:
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        with storage.open_shard(path) as f:
+            table = pq.read_table(f)
         field = "text" if "text" in table.column_names else "content"
         texts = table.column(field).to_pylist()
     elif path.endswith((".jsonl", ".json")):
-        with open(path, encoding="utf-8") as f:
+        with storage.open_file(path, "r") as f:
             if path.endswith(".jsonl"):
                 records = [json.loads(line) for line in f if line.strip()]
             else:
                 records = json.load(f)
         texts = [r if isinstance(r, str) else r.get("text", r.get("content")) for r in records]
     else:  # plain text: one document per file
-        with open(path, encoding="utf-8") as f:
+        with storage.open_file(path, "r") as f:
             texts = [f.read()]
     texts = [t for t in texts if isinstance(t, str) and t]
     return texts[:limit] if limit is not None else texts
@@ -150,11 +152,11 @@ def read_perplexity_texts(path: str, limit: int | None = 1000) -> dict[str, list
     ``.jsonl``/``.json`` (records with ``text``), ``.parquet`` (``text`` or
     ``content`` column) or plain-text file (one document).
     """
-    if not os.path.isfile(path):
+    if not storage.isfile(path):
         raise FileNotFoundError(f"perplexity data not found: {path}")
     if path.endswith((".yaml", ".yml")):
         return _texts_of_mixture(path, limit if limit is not None else 1000)
-    return {os.path.basename(path): _texts_of_file(path, limit)}
+    return {path.rstrip("/").rsplit("/", 1)[-1]: _texts_of_file(path, limit)}
 
 
 def text_perplexity(scorer: scoring.Scorer, tokenizer, texts: Sequence[str]) -> dict[str, float]:
@@ -306,8 +308,7 @@ def run_cli(args) -> int:
                   "model": args.hf or args.workdir, "step": args.step, "tokenizer": args.tokenizer,
                   "data_dir": args.data_dir, "limit": args.limit, "add_bos": not args.no_bos,
                   "fewshot_seed": prompts.FEWSHOT_SEED}
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as f:
+        with storage.open_file(storage.output_path(args.out), "w") as f:
             json.dump(report, f, indent=2, allow_nan=True)
         print(f"wrote {args.out}")
     return 0

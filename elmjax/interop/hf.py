@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 from etils import epath
 
+from elmjax import storage
 from elmjax.config import model_config, validate_model
 from elmjax.model.schedule import ffn_multipliers, layer_schedule, make_divisible
 
@@ -170,7 +171,7 @@ def read_tensors(files: list, rename: Callable[[str], str] = lambda n: n) -> dic
 
     loaders = {}
     for f in files:
-        local = os.fspath(f)
+        local = storage.LocalCopies.get(f)  # safetensors maps a local file
         try:
             with safe_open(local, framework="numpy") as handle:
                 names = list(handle.keys())
@@ -264,14 +265,14 @@ def save_hf(path, config, params, dtype: str = "float32",
     ``dtype`` is ``float32`` or ``bfloat16``. Returns the written file names.
     """
     import ml_dtypes
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     if dtype not in ("float32", "bfloat16"):
         raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
     np_dtype = np.float32 if dtype == "float32" else ml_dtypes.bfloat16
     m = config.model if "model" in config else config
     path = epath.Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(path)
     hf_config = config_to_hf(m, dtype)
 
     shards: list[dict] = [{}]
@@ -294,7 +295,8 @@ def save_hf(path, config, params, dtype: str = "float32",
     else:
         names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
     for f, tensors in zip(names, shards):
-        _write_whole(path / f, lambda tmp, t=tensors: save_file(t, tmp, metadata=meta))
+        _write_whole(path / f,
+                     lambda tmp, t=tensors: storage.write_bytes(tmp, save(t, metadata=meta)))
     if len(shards) > 1:
         index = {"metadata": {"total_size": sum(t.nbytes for s in shards for t in s.values())},
                  "weight_map": {n: f for f, s in zip(names, shards) for n in s}}

@@ -289,6 +289,7 @@ class CheckpointHook(Hook):
         if not (every(step, self.every, run.total) or run.stop_requested):
             return
         run.flush()
+        run.writer.sync()  # the rows up to a checkpoint outlive a kill, in a bucket too
         self.manager.save(step, state_lib.checkpointed(self.cfg, run.state), run.data,
                           force=run.stop_requested or step == run.total)
 

@@ -4,7 +4,10 @@ Everything that needs to know what a train state holds goes through this module:
 training loop (``setup`` / ``restore_or_init``), checkpoints (``checkpointed``: what a
 checkpoint stores, e.g. adapters only), and export, evaluation and fine-tuning, which read a
 run's parameters back with ``load_params``. With PEFT on, ``params`` is
-``{"base", "adapters"}`` and the model sees ``model_params(cfg, params)``.
+``{"base", "adapters"}`` and the model sees ``model_params(cfg, params)``. Preference
+training with a frozen reference copy (``prefs.reference=model``, all weights trained) holds
+``{"policy", "reference"}``: the reference is frozen (no optimizer state), sharded like the
+policy, and left out of checkpoints (it is the starting weights, put back on restore).
 
 Following big_vision/MaxText, the state is initialised abstractly first (``jax.eval_shape``),
 its shardings come from the logical-axis rules, and the real init is jitted with those
@@ -29,25 +32,44 @@ from elmjax.train import TrainingError
 from elmjax.train import optimizer as opt_lib
 
 
+def preference_reference(cfg) -> str | None:
+    """Where a preference run's reference log-probabilities come from: ``"copy"`` (a frozen
+    copy in the state), ``"base"`` (PEFT: the base with adapters off), ``"precomputed"``
+    (the batch), or None for a run that is not preference training."""
+    if "prefs" not in cfg:
+        return None
+    if cfg.prefs.reference == "precomputed":
+        return "precomputed"
+    return "base" if peft.enabled(cfg) else "copy"
+
+
 def train_params(cfg, rng, params=None):
-    """The state's parameters: the model's tree (random unless ``params`` is given), or with
-    PEFT on, ``{"base", "adapters"}`` with fresh adapters (see ``elmjax.model.peft.wrap``)."""
+    """The state's parameters: the model's tree (random unless ``params`` is given), with
+    PEFT on ``{"base", "adapters"}`` with fresh adapters (see ``elmjax.model.peft.wrap``), or
+    with a frozen reference copy ``{"policy", "reference"}`` (two copies of the model's tree)."""
     if params is None:
         params = init_params(cfg, rng)
     if peft.enabled(cfg) and "adapters" not in params:
         params = peft.wrap(cfg, params, jax.random.fold_in(rng, 1))
+    if preference_reference(cfg) == "copy" and "policy" not in params:
+        params = {"policy": params, "reference": jax.tree.map(jnp.copy, params)}
     return params
 
 
 def params_logical_axes(cfg):
     """Logical ``PartitionSpec`` tree of :func:`train_params`' output."""
     axes = logical_axes(cfg)
+    if preference_reference(cfg) == "copy":
+        return {"policy": axes, "reference": axes}
     return peft.logical_axes(cfg, axes) if peft.enabled(cfg) else axes
 
 
 def checkpointed(cfg, tree):
     """The part of a train-state tree (arrays, shapes or shardings) that checkpoints hold:
-    all of it, or without ``params["base"]`` under ``checkpoint.adapters_only``."""
+    all of it, without ``params["base"]`` under ``checkpoint.adapters_only``, and without a
+    preference run's frozen ``params["reference"]`` (the starting weights)."""
+    if preference_reference(cfg) == "copy":
+        return {**tree, "params": {"policy": tree["params"]["policy"]}}
     if not peft.adapters_only(cfg):
         return tree
     return {**tree, "params": {"adapters": tree["params"]["adapters"]}}
@@ -90,28 +112,44 @@ def init_state(cfg, mesh, tx, rng, params=None):
         target = shardings["params"]
         if peft.enabled(cfg) and "adapters" not in params:
             target = target["base"]
+        elif preference_reference(cfg) == "copy" and "policy" not in params:
+            target = target["policy"]
         params = jax.device_put(params, target)
     return jax.jit(init, out_shardings=shardings)(rng, params), shardings
 
 
 def model_params(cfg, params):
     """The parameter tree the model takes, from the state's ``params`` (PEFT: the adapted
-    weights, ``peft.apply``; otherwise ``params`` itself)."""
+    weights, ``peft.apply``; a frozen-reference preference run: the policy; otherwise
+    ``params`` itself)."""
     if peft.enabled(cfg):
         return peft.apply(cfg, params["base"], params["adapters"])
+    if preference_reference(cfg) == "copy":
+        return params["policy"]
     return params
 
 
 @dataclasses.dataclass
 class TrainSetup:
     """How a run's state is built: the optimizer, the state's shapes and shardings, and
-    ``param_transform(params, step)`` (PEFT) mapping the state's params to the model's."""
+    ``param_transform(params, step)`` mapping the state's params to what the objective takes
+    (PEFT: the adapted model tree; PEFT preference training with the base as reference:
+    ``{"policy": adapted tree, "reference": base}``)."""
 
     tx: optax.GradientTransformation
     abstract: dict
     shardings: dict
     param_transform: Callable | None
     notes: list[str]
+
+
+def _with_base_reference(adapted):
+    """A PEFT transform that also hands the objective the base: ``{"policy", "reference"}``."""
+
+    def transform(params, step):
+        return {"policy": adapted(params, step), "reference": params["base"]}
+
+    return transform
 
 
 def setup(cfg, mesh, trainable=None) -> TrainSetup:
@@ -130,6 +168,18 @@ def setup(cfg, mesh, trainable=None) -> TrainSetup:
         notes.append(f"peft {cfg.peft.method}: rank {cfg.peft.rank} on {', '.join(peft.targets_of(cfg))}; "
                      f"{n_train:,} trainable parameters ({n_train / n_all:.3%}), base in "
                      f"{cfg.peft.base_dtype}")
+    reference = preference_reference(cfg)
+    if reference == "base":
+        transform = _with_base_reference(transform)
+    if reference == "copy" and trainable is None:
+        shapes = jax.eval_shape(lambda: train_params(cfg, jax.random.key(0)))
+        trainable = {"policy": jax.tree.map(lambda _: True, shapes["policy"]),
+                     "reference": jax.tree.map(lambda _: False, shapes["reference"])}
+    if reference is not None:
+        notes.append(f"preference training ({cfg.prefs.loss}, beta {cfg.prefs.beta}); reference: "
+                     + {"copy": "a frozen copy of the starting weights, scored each step",
+                        "base": "the base with the adapters off, scored each step",
+                        "precomputed": "log-probabilities scored once before training"}[reference])
     tx = opt_lib.make_optimizer(cfg, trainable)
     abstract = abstract_state(cfg, tx)
     return TrainSetup(tx, abstract, state_shardings(cfg, mesh, tx, abstract), transform, notes)
@@ -143,6 +193,10 @@ def restore_or_init(cfg, run: TrainSetup, mesh, manager, data, init_params=None)
     if peft.adapters_only(cfg) and manager.steps() and init_params is None:
         raise TrainingError(f"{manager.directory} holds adapters only (checkpoint.adapters_only): "
                          "give the base weights (elmjax finetune --init) to resume")
+    if preference_reference(cfg) == "copy" and manager.steps() and init_params is None:
+        raise TrainingError(f"{manager.directory}: a preference run's checkpoints leave out the "
+                            "frozen reference; give the starting weights (elmjax finetune --init) "
+                            "to resume")
     restored = manager.restore_latest(checkpointed(cfg, run.abstract),
                                       checkpointed(cfg, run.shardings), data)
     if restored is not None:
@@ -152,6 +206,10 @@ def restore_or_init(cfg, run: TrainSetup, mesh, manager, data, init_params=None)
             base = jax.tree.map(lambda x: jnp.asarray(x, jnp.dtype(cfg.peft.base_dtype)), base)
             state["params"] = {"base": jax.device_put(base, run.shardings["params"]["base"]),
                                **state["params"]}
+        if preference_reference(cfg) == "copy":
+            reference = init_params["reference"] if "reference" in init_params else init_params
+            state["params"] = {**state["params"], "reference": jax.device_put(
+                reference, run.shardings["params"]["reference"])}
         return state, start, f"restored step {start} from {manager.directory}"
     state, _ = init_state(cfg, mesh, run.tx, jax.random.key(cfg.train.seed), init_params)
     return state, 0, "initialised a fresh state" + (
@@ -177,6 +235,8 @@ def load_params(workdir, step: int | None = None, cfg=None, base=None):
         return checkpointed(saved, tree)["params"]
 
     saved, params = ckpt_lib.read_params(workdir, step, stored_params, cfg)
+    if preference_reference(saved) == "copy":
+        params = params["policy"]
     if peft.enabled(saved):
         params = peft.merge(saved, params["base"] if base is None else base, params["adapters"])
     return saved, params
