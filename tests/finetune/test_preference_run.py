@@ -144,8 +144,14 @@ def test_precomputed_reference_trains_like_the_frozen_copy(dpo_run, tmp_path):
     assert result.step == 8 and (tmp_path / "pre" / preference.REFERENCE_FILE).exists()
     pre, copy = by_step(tmp_path / "pre"), by_step(root / "dpo")
     np.testing.assert_allclose(pre[1]["loss"], math.log(2), rtol=1e-5)
+    assert sum(abs(r.get("reward_margin", 0.0)) > 1e-3 for r in copy.values()) >= 3
     for step in copy:
-        for key in ("loss", "reward_margin", "reward_accuracy", "logp_chosen", "kl"):
+        # Until the first update with a non-zero learning rate every margin is 0 up to rounding,
+        # and the two references come from different programs: the sign of each margin (and so
+        # reward_accuracy) is rounding noise then.
+        moved = abs(copy[step].get("reward_margin", 1.0)) > 1e-3
+        keys = ("loss", "reward_margin", "logp_chosen", "kl") + (("reward_accuracy",) if moved else ())
+        for key in keys:
             np.testing.assert_allclose(pre[step][key], copy[step][key], rtol=1e-3, atol=1e-3,
                                        err_msg=f"{step} {key}")
 
