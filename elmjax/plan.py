@@ -25,7 +25,6 @@ import ml_collections
 from elmjax import config as config_lib
 from elmjax import parallel, perf
 from elmjax.model import attention, schedule
-from elmjax.train import optimizer as opt_lib
 from elmjax.train import state as state_lib
 from elmjax.train.step import jit_train_step
 
@@ -221,17 +220,13 @@ def plan_compiled(cfg: ml_collections.ConfigDict, target: Target, devices=None):
         "attention": _attention_on(cfg, target), "model_flops_per_step": model_flops,
         "tokens_per_step": tokens,
     }
-    tx = opt_lib.make_optimizer(cfg)
-    abstract = state_lib.abstract_state(cfg, tx)
-    shardings = state_lib.state_shardings(cfg, mesh, tx, abstract)
+    setup = state_lib.setup(cfg, mesh)  # the trainer's optimizer, state layout and shardings
     bsh = parallel.batch_sharding(mesh, cfg)
-    state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                         abstract, shardings)
-    report["state_bytes"] = _state_bytes_per_device(abstract, shardings)
+    report["state_bytes"] = _state_bytes_per_device(setup.abstract, setup.shardings)
     start = time.perf_counter()
     try:
-        compiled = jit_train_step(cfg, tx, shardings, bsh).lower(
-            state, abstract_batch(cfg, bsh)).compile()
+        compiled = jit_train_step(cfg, setup.tx, setup.shardings, bsh, setup.param_transform).lower(
+            state_lib.sharded_abstract_state(setup), abstract_batch(cfg, bsh)).compile()
     except Exception as e:  # noqa: BLE001 - XLA reports an over-budget program as an error
         oom = _oom(str(e))
         if oom is None:

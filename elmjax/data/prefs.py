@@ -32,7 +32,6 @@ epoch), so a restored iterator continues exactly.
 
 from __future__ import annotations
 
-import json
 
 import grain
 import ml_collections
@@ -350,7 +349,7 @@ def batches_in_file_order(cfg, pairs: int):
             yield np.asarray([i for i, _ in kept]), pair_rows(batch, cfg.data.seq_len, tokenizer.pad_id)
 
 
-class PrefsData:
+class PrefsData(sft.IteratorData):
     """The trainer's batch source for preference training (``curriculum.TrainData``'s interface).
 
     ``ref_logps``: the precomputed reference log-probabilities ``[N, 2]`` of every record
@@ -370,27 +369,6 @@ class PrefsData:
                 f"{c.data.tokenizer}, {c.train.global_batch_size // 2} pairs "
                 f"({c.train.global_batch_size} rows) x {c.data.seq_len} tokens per step")
 
-    def phase_name(self, step: int) -> str | None:
-        """Preference training has no curriculum phases."""
-        return None
-
-    def next_batch(self, step: int) -> dict:
-        """The host's share of the batch for ``step``."""
-        return next(self._iterator)
-
     def stats(self) -> dict:
         """Records read, kept and skipped (by reason) so far."""
         return self._iterator.stats.to_dict()
-
-    # grain's Orbax handler calls these.
-    def get_state(self) -> bytes:
-        return json.dumps({"iterator": self._iterator.get_state()}).encode()
-
-    def set_state(self, state: bytes) -> None:
-        self._iterator.set_state(json.loads(state)["iterator"])
-
-    def start_prefetch(self) -> None:
-        """Called by grain's handler after a restore; this source reads on demand (no prefetch)."""
-
-    def close(self) -> None:
-        """Nothing runs in the background."""

@@ -322,7 +322,39 @@ def sft_stats(it) -> dict:
     return it.stats[SOURCE].to_dict()
 
 
-class SFTData:
+class IteratorData:
+    """A batch source for the training loop over one resumable iterator (``curriculum.TrainData``'s
+    interface without curriculum phases): subclasses set ``self._iterator`` and give
+    ``describe`` and ``stats``."""
+
+    _iterator = None
+
+    def phase_name(self, step: int) -> str | None:
+        """Fine-tuning data has no curriculum phases."""
+        return None
+
+    def next_batch(self, step: int) -> dict:
+        """The host's share of the batch for ``step``."""
+        return next(self._iterator)
+
+    # grain's Orbax handler calls these.
+    def get_state(self) -> bytes:
+        return json.dumps({"iterator": self._iterator.get_state()}).encode()
+
+    def set_state(self, state: bytes) -> None:
+        self._iterator.set_state(json.loads(state)["iterator"])
+
+    def start_prefetch(self) -> None:
+        """Called by grain's handler after a restore; these sources read on demand (no prefetch)."""
+
+    def close(self) -> None:
+        """Stops the iterator's background work, if it has any (the trainer calls this at the end)."""
+        close = getattr(self._iterator, "close", None)
+        if close is not None:
+            close()
+
+
+class SFTData(IteratorData):
     """The trainer's batch source for instruction tuning (``curriculum.TrainData``'s interface)."""
 
     def __init__(self, cfg):
@@ -336,30 +368,6 @@ class SFTData:
         return (f"instruction data {self.cfg.sft.files} ({self.num_records} records), tokenizer {self.cfg.data.tokenizer}, "
                 f"{self.cfg.train.global_batch_size} x {self.cfg.data.seq_len} tokens per step")
 
-    def phase_name(self, step: int) -> str | None:
-        """Instruction tuning has no curriculum phases."""
-        return None
-
-    def next_batch(self, step: int) -> dict:
-        """The host's share of the batch for ``step``."""
-        return next(self._iterator)
-
     def stats(self) -> dict:
         """Records read, kept and skipped (by reason) so far."""
         return sft_stats(self._iterator)
-
-    # grain's Orbax handler calls these.
-    def get_state(self) -> bytes:
-        return json.dumps({"iterator": self._iterator.get_state()}).encode()
-
-    def set_state(self, state: bytes) -> None:
-        self._iterator.set_state(json.loads(state)["iterator"])
-
-    def start_prefetch(self) -> None:
-        """Called by grain's handler after a restore; this source reads on demand (no prefetch)."""
-
-    def close(self) -> None:
-        """Stops the iterator's background work, if it has any (the trainer calls this at the end)."""
-        close = getattr(self._iterator, "close", None)
-        if close is not None:
-            close()

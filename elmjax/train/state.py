@@ -185,6 +185,13 @@ def setup(cfg, mesh, trainable=None) -> TrainSetup:
     return TrainSetup(tx, abstract, state_shardings(cfg, mesh, tx, abstract), transform, notes)
 
 
+def sharded_abstract_state(run: TrainSetup):
+    """The state as ``jax.ShapeDtypeStruct`` leaves carrying their shardings (to lower and
+    compile the train step without allocating it: ``elmjax plan``, sharding tests)."""
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        run.abstract, run.shardings)
+
+
 def restore_or_init(cfg, run: TrainSetup, mesh, manager, data, init_params=None):
     """``(state, start step, how)``: the newest readable checkpoint of ``manager`` restored onto
     the run's shardings (with ``data``'s position), else a fresh state (random, or from

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from elmjax import parallel
-from elmjax.train import optimizer as opt_lib
 from elmjax.train import state as state_lib
 from elmjax.train.step import jit_train_step, token_losses
 from tests.train.test_step import run_config, synthetic_batch
@@ -28,15 +27,12 @@ def config(data, fsdp, tensor):
 def compiled_step(cfg):
     """(compiled train step, its HLO text) for ``cfg`` on all 8 devices, abstract inputs."""
     mesh = parallel.make_mesh(cfg)
-    tx = opt_lib.make_optimizer(cfg)
-    abstract = state_lib.abstract_state(cfg, tx)
-    shardings = state_lib.state_shardings(cfg, mesh, tx, abstract)
+    setup = state_lib.setup(cfg, mesh)
     bsh = parallel.batch_sharding(mesh, cfg)
-    state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                         abstract, shardings)
     batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=bsh)
              for k, v in synthetic_batch(cfg).items()}
-    compiled = jit_train_step(cfg, tx, shardings, bsh).lower(state, batch).compile()
+    compiled = jit_train_step(cfg, setup.tx, setup.shardings, bsh).lower(
+        state_lib.sharded_abstract_state(setup), batch).compile()
     return compiled, compiled.as_text()
 
 
