@@ -225,27 +225,17 @@ class PairBatches(grain.IterDataset):
         return _PairIterator(self)
 
 
-class _PairIterator(grain.DatasetIterator):
+class _PairIterator(sft.EpochOrderIterator):
     def __init__(self, ds: PairBatches):
-        super().__init__()
-        self._ds = ds
+        super().__init__(ds)
         self.stats = SourceStats()
-        self._epoch, self._pos, self._kept_this_epoch = 0, 0, 0
-        self._order = self._permutation()
-
-    def _permutation(self):
-        return np.random.default_rng([self._ds.seed, self._epoch]).permutation(len(self._ds.records))
 
     def _take(self, n: int) -> list[int]:
         """The next ``n`` record indices in epoch order (moving to a new epoch at the end)."""
         ds, out = self._ds, []
         while len(out) < n:
-            if self._pos >= len(ds.records):
-                if self._kept_this_epoch == 0:
-                    raise ValueError(f"prefs.files {ds.s.files!r}: a full pass kept no pair "
+            self._roll_epoch(lambda: f"prefs.files {ds.s.files!r}: a full pass kept no pair "
                                      f"(every record was skipped: {self.stats.records_skipped})")
-                self._epoch, self._pos, self._kept_this_epoch = self._epoch + 1, 0, 0
-                self._order = self._permutation()
             chunk = self._order[self._pos:self._pos + n - len(out)]
             self._pos += len(chunk)
             out += [int(i) for i in chunk]
@@ -275,14 +265,6 @@ class _PairIterator(grain.DatasetIterator):
         if ds.ref_logps is not None:
             out["ref_logp"] = np.asarray(ds.ref_logps[index], np.float32).reshape(-1, 1)
         return out
-
-    def get_state(self):
-        return {"epoch": self._epoch, "pos": self._pos, "kept_this_epoch": self._kept_this_epoch}
-
-    def set_state(self, state):
-        self._epoch, self._pos = state["epoch"], state["pos"]
-        self._kept_this_epoch = state["kept_this_epoch"]
-        self._order = self._permutation()
 
 
 def open_tokenizer(cfg) -> Tokenizer:

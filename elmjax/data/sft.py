@@ -224,8 +224,11 @@ class ConversationWindows(grain.IterDataset):
         return _ConversationIterator(self)
 
 
-class _ConversationIterator(grain.DatasetIterator):
-    def __init__(self, ds: ConversationWindows):
+class EpochOrderIterator(grain.DatasetIterator):
+    """Reads ``ds.records`` in a fresh seeded order each epoch; its state is three integers
+    (epoch, position, records kept this epoch), so a restored iterator continues exactly."""
+
+    def __init__(self, ds):
         super().__init__()
         self._ds = ds
         self._epoch, self._pos, self._kept_this_epoch = 0, 0, 0
@@ -234,15 +237,29 @@ class _ConversationIterator(grain.DatasetIterator):
     def _permutation(self):
         return np.random.default_rng([self._ds.seed, self._epoch]).permutation(len(self._ds.records))
 
-    def __next__(self):
-        ds, stats = self._ds, SourceStats()
-        n = len(ds.records)
-        if self._pos >= n:
+    def _roll_epoch(self, nothing_kept) -> None:
+        """Starts the next epoch when this one is read; ``ValueError(nothing_kept())`` if it kept
+        no record (every record skipped: the data cannot train anything)."""
+        if self._pos >= len(self._ds.records):
             if self._kept_this_epoch == 0:
-                raise ValueError(f"sft.files {ds.s.files!r}: a full pass kept no conversation "
-                                 f"(every record was skipped)")
+                raise ValueError(nothing_kept())
             self._epoch, self._pos, self._kept_this_epoch = self._epoch + 1, 0, 0
             self._order = self._permutation()
+
+    def get_state(self):
+        return {"epoch": self._epoch, "pos": self._pos, "kept_this_epoch": self._kept_this_epoch}
+
+    def set_state(self, state):
+        self._epoch, self._pos = state["epoch"], state["pos"]
+        self._kept_this_epoch = state["kept_this_epoch"]
+        self._order = self._permutation()
+
+
+class _ConversationIterator(EpochOrderIterator):
+    def __next__(self):
+        ds, stats = self._ds, SourceStats()
+        self._roll_epoch(lambda: f"sft.files {ds.s.files!r}: a full pass kept no conversation "
+                                 f"(every record was skipped)")
         chunk = self._order[self._pos:self._pos + ds.s.window]
         self._pos += len(chunk)
         segments = []
@@ -271,14 +288,6 @@ class _ConversationIterator(grain.DatasetIterator):
                 "label_mask": np.concatenate(masks) if masks else np.zeros(1, np.float32),
                 "piece_start": np.cumsum(sizes) - sizes, "piece_len": np.asarray(lens, np.int32),
                 "stats": {SOURCE: stats.to_dict()}, "source": SOURCE}
-
-    def get_state(self):
-        return {"epoch": self._epoch, "pos": self._pos, "kept_this_epoch": self._kept_this_epoch}
-
-    def set_state(self, state):
-        self._epoch, self._pos = state["epoch"], state["pos"]
-        self._kept_this_epoch = state["kept_this_epoch"]
-        self._order = self._permutation()
 
 
 def make_sft_dataset(cfg, process_index: int | None = None, process_count: int | None = None):
