@@ -5,10 +5,10 @@ on a GCS server, both on this machine (moto's S3 server, fake-gcs-server; the te
 - data: ``elmjax data inspect --one-pass`` (read, parse, tokenize, pack) over the quickstart
   sample corpus copied ``--copies`` times, tokens/s; and the raw read of the same shards
   through ``elmjax.storage`` (read-ahead ranged reads), MiB/s;
-- checkpoints: an Orbax save (until committed) and restore of a ``--mib`` float32 tree to a
-  local directory and to ``gs://`` (Orbax's native TensorStore GCS driver), GiB/s; and the
-  same arrays written and read as plain objects through ``elmjax.storage`` on local disk,
-  ``gs://`` and ``s3://`` (Orbax 0.12.8 builds no TensorStore path for an ``s3://`` workdir).
+- checkpoints: a save (until committed) and restore of a ``--mib`` float32 tree through the
+  trainer's ``elmjax.checkpoint.Checkpointer`` (Orbax; TensorStore's native GCS and S3
+  drivers) in a local, ``gs://`` and ``s3://`` workdir, GiB/s; and the same arrays written and
+  read as plain objects through ``elmjax.storage``.
 
 Emulators are not clouds: both servers run on the same 2 cores as the client, over loopback,
 keep objects in memory or on local disk, and have no network latency or bandwidth limit; the
@@ -79,27 +79,33 @@ def data_rates(mixture: str) -> tuple[float, float]:
     return report["tokens_per_second"], raw
 
 
-def orbax_rates(directory: str, tree) -> tuple[float, float]:
-    """(save GiB/s, restore GiB/s) of an Orbax PyTree checkpoint of ``tree``."""
-    import orbax.checkpoint as ocp
-    from etils import epath
+def orbax_rates(workdir: str, tree) -> tuple[float, float]:
+    """(save GiB/s, restore GiB/s) of ``tree`` as the train state of a checkpoint in ``workdir``,
+    through the trainer's Checkpointer (save timed until committed)."""
+    import jax
+
+    from elmjax import checkpoint
+    from elmjax.config import default_config
 
     gib = sum(x.nbytes for x in tree.values()) / 2 ** 30
-    path = epath.Path(directory) / "ckpt"
-    ckpt = ocp.PyTreeCheckpointer()
+    ckpt = checkpoint.Checkpointer(workdir, default_config())
+    state = {k: jax.device_put(v) for k, v in tree.items()}
     t = time.perf_counter()
-    ckpt.save(path, tree)
+    ckpt.save(1, state, None)
+    ckpt.manager.wait_until_finished()
     save = gib / (time.perf_counter() - t)
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     t = time.perf_counter()
-    restored = ckpt.restore(path)
+    restored, _ = ckpt.restore_latest(state, {k: one for k in tree}, None)
+    jax.block_until_ready(restored)
     load = gib / (time.perf_counter() - t)
-    assert all(np.array_equal(restored[k], tree[k]) for k in tree)
+    assert all(np.array_equal(np.asarray(restored[k]), tree[k]) for k in tree)
     return save, load
 
 
 def object_rates(uri: str, tree) -> tuple[float, float]:
     """(write GiB/s, read GiB/s) of ``tree``'s arrays as one object each through elmjax.storage
-    (no Orbax): the bytes a checkpoint moves, on a store Orbax cannot write (s3://) too."""
+    (no Orbax): what the store itself moves for a checkpoint's bytes."""
     gib = sum(x.nbytes for x in tree.values()) / 2 ** 30
     t = time.perf_counter()
     for k, x in tree.items():
@@ -139,9 +145,11 @@ def main():
             print(f"checkpoint: {args.mib} MiB float32 in 16 arrays")
             make_bucket("gs://ckpt")
             make_bucket("s3://ckpt")
-            base = orbax_rates(os.path.join(work, "orbax"), tree)
-            gs = orbax_rates("gs://ckpt/orbax", tree)
-            for k, (w, r) in (("local", base), ("gs", gs)):
+            orbax = {k: orbax_rates(u, tree) for k, u in (
+                ("local", os.path.join(work, "orbax")), ("gs", "gs://ckpt/orbax"),
+                ("s3", "s3://ckpt/orbax"))}
+            base = orbax["local"]
+            for k, (w, r) in orbax.items():
                 print(f"  orbax {k:<6} save {w:6.3f} GiB/s ({w / base[0]:.2f}x local)  "
                       f"restore {r:6.3f} GiB/s ({r / base[1]:.2f}x local)")
             raw = {k: object_rates(u, tree) for k, u in (

@@ -8,10 +8,13 @@ Each checkpoint ``WORKDIR/checkpoints/STEP/`` holds three items:
 
 A run restores onto any mesh: the target shardings come from the current config.
 
-The workdir may be local or ``gs://``: Orbax writes there through TensorStore's native GCS
-driver (``TENSORSTORE_GCS_HTTP_URL`` / ``STORAGE_EMULATOR_HOST`` for an emulator). Orbax
-0.12.8 builds no TensorStore path for ``s3://`` (it takes one for a relative local path), so
-an ``s3://`` workdir is refused with that reason.
+The workdir may be local, ``gs://`` or ``s3://``; Orbax writes array data through TensorStore's
+native driver for the scheme and its small files through ``etils.epath``. For ``gs://`` Orbax
+does this itself (``TENSORSTORE_GCS_HTTP_URL`` / ``STORAGE_EMULATOR_HOST`` for an emulator).
+Orbax 0.12 builds TensorStore specs only for ``gs://``, so for ``s3://`` :func:`_orbax_s3`
+teaches it TensorStore's ``s3`` driver (endpoint from ``AWS_ENDPOINT_URL``, region from
+``AWS_DEFAULT_REGION``), and each checkpoint is committed by a ``commit_success.txt`` file
+written last (S3 has no atomic directory rename), as Orbax does for GCS.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import time
 
 import jax
@@ -48,16 +52,48 @@ class DamagedCheckpointError(ValueError):
 def checkpoint_dir(workdir) -> epath.Path:
     """``workdir/checkpoints`` as an absolute path (Orbax requires one; URLs stay as given).
 
-    Raises ``storage.StorageError`` for a workdir Orbax cannot write (``s3://``) or whose
-    client extra is missing."""
+    Raises ``storage.StorageError`` for a workdir whose client extra is missing."""
     workdir = storage.output_path(workdir)
-    if storage.scheme(workdir) == "s3":
-        raise storage.StorageError(
-            f"{workdir}: checkpoints cannot go to s3:// (orbax-checkpoint 0.12.8 writes through "
-            "TensorStore natively only for gs:// and local paths); use a gs:// or local workdir "
-            "(data, tokenizer and exports may stay on s3://)")
     storage.filesystem(workdir)  # the client extra and emulator endpoints, before Orbax
+    if storage.scheme(workdir) == "s3":
+        _orbax_s3()
     return epath.Path(workdir) / "checkpoints"
+
+
+def _s3_kvstore(path: str) -> dict:
+    """TensorStore's ``s3`` kvstore spec for ``s3://bucket/key``, from the standard variables."""
+    bucket, _, key = path.removeprefix("s3://").partition("/")
+    spec = {"driver": "s3", "bucket": bucket, "path": key,
+            "aws_region": os.environ.get("AWS_DEFAULT_REGION")
+            or os.environ.get("AWS_REGION") or "us-east-1"}
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        spec["endpoint"] = os.environ["AWS_ENDPOINT_URL"]
+    if os.environ.get("AWS_ACCESS_KEY_ID"):  # else TensorStore's default chain (profile, IMDS)
+        spec["aws_credentials"] = {"type": "environment"}
+    return spec
+
+
+def _orbax_s3() -> None:
+    """Makes Orbax build TensorStore ``s3`` specs for ``s3://`` paths, as it builds ``gcs``
+    ones for ``gs://`` (three module functions of orbax-checkpoint 0.12; checked, not assumed)."""
+    from orbax.checkpoint._src.path import gcs_utils
+    from orbax.checkpoint._src.serialization import tensorstore_utils as tsu
+
+    if getattr(tsu, "_elmjax_s3", False):
+        return
+    names = ("_use_gcs_driver", "_normalize_path")
+    if not all(hasattr(tsu, n) for n in names) or not hasattr(gcs_utils, "get_kvstore_for_gcs"):
+        raise storage.StorageError(
+            f"checkpoints on s3:// need orbax-checkpoint 0.12 (this is {ocp.__version__}); use a "
+            "gs:// or local workdir")
+    use_gcs, normalize, gcs_kvstore = (tsu._use_gcs_driver, tsu._normalize_path,
+                                       gcs_utils.get_kvstore_for_gcs)
+    tsu._use_gcs_driver = lambda d: d.startswith("s3://") or use_gcs(d)
+    tsu._normalize_path = lambda p: ("s3://" + normalize(p[5:]).lstrip("/")
+                                     if p.startswith("s3://") else normalize(p))
+    gcs_utils.get_kvstore_for_gcs = lambda p: _s3_kvstore(p) if p.startswith("s3://") else \
+        gcs_kvstore(p)
+    tsu._elmjax_s3 = True
 
 
 def file_sha256(path) -> str | None:
@@ -132,6 +168,9 @@ class Checkpointer:
             keep_period=c.get("keep_every", 0) or None,
             create=True,
             enable_async_checkpointing=c.get("async_save", True),
+            # S3 has no atomic rename: commit by a file written last (Orbax's way on GCS)
+            **({"temporary_path_class": ocp.path.atomicity.CommitFileTemporaryPath}
+               if storage.scheme(self.directory) == "s3" else {}),
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
         tok = cfg.data.get("tokenizer") if "data" in cfg else None

@@ -120,7 +120,7 @@ def scheme(path) -> str:
 def configure_emulators() -> None:
     """Points TensorStore's GCS driver at ``STORAGE_EMULATOR_HOST`` when that standard variable
     is set and ``TENSORSTORE_GCS_HTTP_URL`` is not, so checkpoints go where gcsfs goes.
-    (TensorStore's S3 driver and s3fs both read ``AWS_ENDPOINT_URL`` themselves.)"""
+    (s3fs reads ``AWS_ENDPOINT_URL`` itself; checkpoints pass it to TensorStore's S3 driver.)"""
     host = os.environ.get("STORAGE_EMULATOR_HOST")
     if host and "TENSORSTORE_GCS_HTTP_URL" not in os.environ:
         os.environ["TENSORSTORE_GCS_HTTP_URL"] = host if "://" in host else f"http://{host}"

@@ -1,4 +1,4 @@
-"""Shared test setup: 8 virtual CPU devices and small model configs."""
+"""Shared test setup: 8 virtual CPU devices, small model configs and the object-store servers."""
 
 import os
 
@@ -24,3 +24,23 @@ def tiny_model(**overrides) -> ml_collections.ConfigDict:
 @pytest.fixture
 def tiny():
     return tiny_model()
+
+
+@pytest.fixture(scope="session")
+def stores(tmp_path_factory):
+    """Object-store servers on 127.0.0.1 (fake-gcs-server, moto's S3), one per session (skipped
+    cleanly without the ``storage-test`` extra); their environment variables are set in this
+    process, and so in subprocesses."""
+    from tests.storage import servers
+
+    missing = servers.missing_packages()
+    if missing:
+        pytest.skip(f"object-store tests need {', '.join(missing)} (pip install -e '.[storage-test]')")
+    saved = dict(os.environ)
+    with servers.object_stores(str(tmp_path_factory.mktemp("stores"))) as env:
+        os.environ.update(env)
+        try:
+            yield env
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)

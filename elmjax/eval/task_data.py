@@ -9,12 +9,15 @@ there, ``D/<dataset>[/<config>]/<version>/`` (the highest version), is opened wi
 ``tfds.builder_from_directory`` (no builder code, and no TensorFlow for the
 ``array_record`` format). A split found nowhere raises ``TaskDataError`` naming
 every path that was tried and the public source of the data.
+
+``D`` may be a local directory or a ``gs://`` / ``s3://`` prefix (``elmjax.storage``): task
+files are listed and read there directly; a prepared TFDS dataset is copied to a local
+temporary directory first (TFDS's readers want local files; eval datasets are megabytes).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 import re
@@ -22,6 +25,8 @@ import warnings
 from typing import Callable
 
 import numpy as np
+
+from elmjax import storage
 
 
 class TaskDataError(FileNotFoundError):
@@ -59,8 +64,9 @@ def _read_file(path: str) -> list[dict]:
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
-    with open(path, encoding="utf-8") as f:
+        with storage.open_file(path, "rb") as f:
+            return pq.read_table(f).to_pylist()
+    with storage.open_file(path, "r") as f:
         if path.endswith(".jsonl"):
             return [json.loads(line) for line in f if line.strip()]
         data = json.load(f)
@@ -76,9 +82,9 @@ def _attach_labels(path: str, docs: list[dict]) -> list[dict]:
     if not docs or "label" in docs[0]:
         return docs
     labels_path = os.path.splitext(path)[0] + "-labels.lst"
-    if not os.path.isfile(labels_path):
+    if not storage.isfile(labels_path):
         return docs
-    with open(labels_path, encoding="utf-8") as f:
+    with storage.open_file(labels_path, "r") as f:
         labels = [int(x) for x in f.read().split()]
     if len(labels) != len(docs):
         raise TaskDataError(f"{labels_path}: {len(labels)} labels for {len(docs)} records in {path}")
@@ -101,14 +107,14 @@ def read_docs(task, data_dir: str, split: str | None = None) -> list[dict]:
 def _read_split(task, data_dir: str, split: str) -> list[dict]:
     patterns = task.patterns(split)
     for pattern in patterns:
-        paths = sorted(glob.glob(os.path.join(data_dir, pattern)))
+        paths = storage.list_files(storage.join(data_dir, pattern))
         if not paths:
             continue
         docs = []
         for path in paths:
             try:
                 docs.extend(_attach_labels(path, _read_file(path)))
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, storage.StorageError) as e:
                 raise TaskDataError(f"{task.name}: cannot read {path}: {e}") from None
         return docs
     sources = [s if split == task.split else
@@ -117,13 +123,13 @@ def _read_split(task, data_dir: str, split: str) -> list[dict]:
         version_dir = _tfds_version_dir(data_dir, source.name)
         if version_dir is not None:
             return _read_tfds(task, source, version_dir)
-    accepted = "\n  ".join(os.path.join(data_dir, p) for p in patterns)
+    accepted = "\n  ".join(storage.join(data_dir, p) for p in patterns)
     role = "" if split == task.split else " (the few-shot examples)"
     message = (f"{task.name}: no data for its '{split}' split{role} under {data_dir!r}. Put "
                f"the '{split}' split of {task.source} at one of:\n  {accepted}\n")
     if sources:
         searched = "\n  ".join(
-            f"{s.name}, split '{s.split}': {os.path.join(data_dir, s.name, '<version>')}"
+            f"{s.name}, split '{s.split}': {storage.join(data_dir, s.name + '/<version>')}"
             f"/dataset_info.json{' (' + s.note + ')' if s.note else ''}" for s in sources)
         message += (f"or prepare one of these tensorflow-datasets datasets there (data_dir="
                     f"{data_dir!r}, file_format='array_record'):\n  {searched}\n")
@@ -131,17 +137,23 @@ def _read_split(task, data_dir: str, split: str) -> list[dict]:
 
 
 def _tfds_version_dir(data_dir: str, name: str) -> str | None:
-    """``data_dir/<dataset>[/<config>]/<highest version>`` with a ``dataset_info.json``; or None."""
-    root = os.path.join(data_dir, *name.split("/"))
-    try:
-        entries = os.listdir(root)
-    except OSError:
+    """``data_dir/<dataset>[/<config>]/<highest version>`` with a ``dataset_info.json``, as a
+    local directory (a remote one copied to a local temporary directory); or None."""
+    root = storage.join(data_dir, name)
+    infos = {}
+    for info in storage.list_files(storage.join(root, "*/dataset_info.json")):
+        version = info.rstrip("/").split("/")[-2]
+        if re.fullmatch(r"\d+\.\d+\.\d+", version):
+            infos[tuple(map(int, version.split(".")))] = info[:-len("/dataset_info.json")]
+    if not infos:
         return None
-    versions = [v for v in entries if re.fullmatch(r"\d+\.\d+\.\d+", v)
-                and os.path.isfile(os.path.join(root, v, "dataset_info.json"))]
-    if not versions:
-        return None
-    return os.path.join(root, max(versions, key=lambda v: tuple(map(int, v.split(".")))))
+    version_dir = infos[max(infos)]
+    if not storage.is_remote(version_dir):
+        return version_dir
+    files = storage.list_files(storage.join(version_dir, "**"))
+    for f in files:
+        storage.LocalCopies.get(f)
+    return os.path.dirname(storage.LocalCopies.get(storage.join(version_dir, "dataset_info.json")))
 
 
 def _decode_tfds(value, feature):

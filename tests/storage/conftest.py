@@ -1,29 +1,12 @@
-"""Session-wide object-store servers on 127.0.0.1 (skipped cleanly when the packages of the
-``storage-test`` extra are missing), and buckets holding the quickstart data."""
+"""Buckets on the object-store servers (the session-wide ``stores`` fixture of
+``tests/conftest.py``): helpers to fill them, and one holding the quickstart data."""
 
 import os
 
 import pytest
 
-from tests.storage import servers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture(scope="session")
-def stores(tmp_path_factory):
-    """The servers' environment variables, set in this process (and so in subprocesses)."""
-    missing = servers.missing_packages()
-    if missing:
-        pytest.skip(f"object-store tests need {', '.join(missing)} (pip install -e '.[storage-test]')")
-    saved = dict(os.environ)
-    with servers.object_stores(str(tmp_path_factory.mktemp("stores"))) as env:
-        os.environ.update(env)
-        try:
-            yield env
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
 
 
 def make_bucket(uri: str) -> None:

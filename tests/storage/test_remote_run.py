@@ -1,8 +1,8 @@
 """Data, tokenizer, workdir and exports in buckets on real servers on 127.0.0.1: ``data
 inspect`` over dirty remote shards counts what a local read counts; the quickstart trains with
 its mixture on s3:// and its workdir on gs://, is SIGKILLed and resumes with the losses of an
-uninterrupted local run; ``export --out gs://`` then ``eval --hf gs://`` scores like the local
-export."""
+uninterrupted local run (and a run with its workdir on s3:// resumes the same way);
+``export --out gs://`` then ``eval --hf gs://`` scores like the local export."""
 
 import json
 import os
@@ -54,11 +54,20 @@ def test_data_inspect_over_remote_dirty_shards_counts_like_local(stores, tmp_pat
                 assert got["sources"][name][key] == want["sources"][name][key], (uri, name, key)
 
 
-def test_an_s3_workdir_is_refused_with_the_reason(stores):
-    from elmjax import checkpoint
-
-    with pytest.raises(storage.StorageError, match=r"checkpoints cannot go to s3:// .*gs://"):
-        checkpoint.Checkpointer("s3://runs/x", tiny_run_config())
+def test_an_s3_workdir_checkpoints_and_resumes_like_a_local_run(stores, tmp_path):
+    """Orbax through TensorStore's S3 driver: a run stopped at step 4 and resumed to 6 logs the
+    losses of an uninterrupted local run, and its checkpoints are committed by marker files."""
+    reference = tmp_path / "local"
+    loop.train(tiny_run_config(steps=6, every=2), str(reference))
+    workdir = "s3://runs/tiny"
+    make_bucket(workdir)
+    first = tiny_run_config(steps=6, every=2)
+    first.train.steps = 4  # the same schedule (decay over 6), stopped at step 4
+    loop.train(first, workdir)
+    assert storage.isfile(f"{workdir}/checkpoints/4/commit_success.txt")
+    loop.train(tiny_run_config(steps=6, every=2), workdir)
+    assert _losses(workdir) == _losses(str(reference))  # bitwise, float32 on CPU
+    assert storage.list_files(f"{workdir}/checkpoints/6/state/**")
 
 
 CONFIG = '''
