@@ -52,9 +52,12 @@ class DamagedCheckpointError(ValueError):
 def checkpoint_dir(workdir) -> epath.Path:
     """``workdir/checkpoints`` as an absolute path (Orbax requires one; URLs stay as given).
 
-    Raises ``storage.StorageError`` for a workdir whose client extra is missing."""
+    Raises ``storage.StorageError`` for a workdir whose client extra or bucket is missing
+    (Orbax would create an S3 bucket that a typo named)."""
     workdir = storage.output_path(workdir)
     storage.filesystem(workdir)  # the client extra and emulator endpoints, before Orbax
+    if storage.is_remote(workdir):
+        storage.exists(workdir)  # raises for a bucket that does not exist
     if storage.scheme(workdir) == "s3":
         _orbax_s3()
     return epath.Path(workdir) / "checkpoints"

@@ -70,6 +70,15 @@ def test_an_s3_workdir_checkpoints_and_resumes_like_a_local_run(stores, tmp_path
     assert storage.list_files(f"{workdir}/checkpoints/6/state/**")
 
 
+@pytest.mark.parametrize("scheme", ("gs", "s3"))
+def test_a_workdir_in_a_missing_bucket_is_refused_not_created(stores, scheme):
+    from elmjax import checkpoint
+
+    with pytest.raises(storage.StorageError, match="bucket 'no-such-runs' does not exist"):
+        checkpoint.Checkpointer(f"{scheme}://no-such-runs/x", tiny_run_config())
+    assert not storage.filesystem(f"{scheme}://x").exists(f"{scheme}://no-such-runs")
+
+
 CONFIG = '''
 from tests.train.conftest import tiny_run_config
 
