@@ -66,6 +66,8 @@ def row_text(label, r) -> str:
     if not r["fits"]:
         return head + (f"**does not fit: {r['per_device_bytes'] / gib:.1f} GiB > "
                        f"{r['hbm_bytes'] / gib:.1f} GiB** | — | — | {r['compile_s']:.0f} s |")
+    if not r["estimated_step_s"]:
+        return head + f"{r['per_device_bytes'] / gib:.2f} GiB | no estimate | — | {r['compile_s']:.0f} s |"
     return head + (f"{r['per_device_bytes'] / gib:.2f} GiB | {r['estimated_step_s'] * 1e3:.1f} ms | "
                    f"{100 * r['predicted_mfu']:.1f}% | {r['compile_s']:.0f} s |")
 

@@ -247,16 +247,18 @@ def plan_compiled(cfg: ml_collections.ConfigDict, target: Target, devices=None):
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     step_s = float(cost.get("optimal_seconds", math.nan))
+    # No estimate (None) when the compiler gives none or a negative one (seen for multislice
+    # programs, whose cross-slice collectives its cost model does not price).
+    step_s = step_s if step_s > 0 else None
     report.update(
         per_device_bytes=per_device, temp_bytes=mem.temp_size_in_bytes,
         margin_bytes=target.chip.hbm_bytes - per_device,
         fits=per_device <= target.chip.hbm_bytes,
         xla_flops_per_step=float(cost.get("flops", math.nan)) * target.chips,
         estimated_step_s=step_s,
-        predicted_tokens_per_s=tokens / step_s if step_s > 0 else math.nan,
+        predicted_tokens_per_s=tokens / step_s if step_s else None,
         peak_flops_per_chip=peak,
-        predicted_mfu=model_flops / (step_s * target.chips * peak)
-        if step_s > 0 else math.nan,
+        predicted_mfu=model_flops / (step_s * target.chips * peak) if step_s else None,
         collective_bytes=collective_bytes(compiled.as_text()),
     )
     return report, compiled
@@ -321,13 +323,21 @@ def search(cfg, target: Target, max_compiles: int = 12, log=print) -> list[dict]
             report = plan(with_overrides(cfg, overrides), target, devices)
             log(f"  {_overrides_text(overrides)}: "
                 + (f"fits, {report['per_device_bytes'] / GiB:.1f} GiB, est. "
-                   f"{report['estimated_step_s'] * 1e3:.1f} ms" if report["fits"] else
+                   f"{estimate_text(report)}" if report["fits"] else
                    f"does not fit ({report['per_device_bytes'] / GiB:.1f} GiB)")
                 + f" [{report['compile_s']:.0f} s]")
             if report["fits"]:
                 found.append({**report, "overrides": overrides})
                 break
-    return sorted(found, key=lambda r: r["estimated_step_s"])
+    return sorted(found, key=lambda r: r["estimated_step_s"] or math.inf)
+
+
+def estimate_text(r: dict) -> str:
+    """``"525.8 ms, MFU 49.6%"`` from a report, or ``"no step estimate"`` when the compiler
+    gave none."""
+    if not r.get("estimated_step_s"):
+        return "no step estimate"
+    return f"{r['estimated_step_s'] * 1e3:.1f} ms, MFU {100 * r['predicted_mfu']:.1f}%"
 
 
 def _overrides_text(overrides: dict) -> str:
@@ -357,9 +367,11 @@ def format_report(r: dict) -> str:
                   f"flops    model {r['model_flops_per_step']:.3e} per step, XLA "
                   f"{r['xla_flops_per_step']:.3e} ({r['xla_flops_per_step'] / r['model_flops_per_step']:.2f}x"
                   f", remat and other overhead included)",
-                  f"estimate compiler's estimated step {r['estimated_step_s'] * 1e3:.1f} ms -> "
-                  f"{r['predicted_tokens_per_s']:,.0f} tokens/s, MFU {100 * r['predicted_mfu']:.1f}% "
-                  f"(the TPU compiler's estimate, not a measurement)",
+                  (f"estimate compiler's estimated step {r['estimated_step_s'] * 1e3:.1f} ms -> "
+                   f"{r['predicted_tokens_per_s']:,.0f} tokens/s, MFU {100 * r['predicted_mfu']:.1f}% "
+                   f"(the TPU compiler's estimate, not a measurement)" if r["estimated_step_s"]
+                   else "estimate the TPU compiler gives no step-time estimate for this program "
+                        "(it prices no cross-slice collectives: plan one slice for the estimate)"),
                   "comms    " + ", ".join(f"{k} {v / 2**20:,.1f} MiB" for k, v in
                                           r["collective_bytes"].items() if v)
                   + " per chip per step (each HLO op once)"]

@@ -39,8 +39,7 @@ def _search(plan, cfg, target, args):
     else:
         print("fits, fastest first by the compiler's estimate (pass to `elmjax train`):")
         for r in found:
-            print(f"  {r['estimated_step_s'] * 1e3:9.1f} ms  {r['per_device_bytes'] / 2**30:6.1f} GiB  "
-                  f"MFU {100 * r['predicted_mfu']:4.1f}%  "
+            print(f"  {plan.estimate_text(r):>24}  {r['per_device_bytes'] / 2**30:6.1f} GiB  "
                   + " ".join(f"--config.{k}={v}" for k, v in r["overrides"].items()))
     return 0 if found else EXIT_DOES_NOT_FIT
 
