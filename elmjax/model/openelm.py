@@ -160,20 +160,28 @@ def build(config) -> OpenELM:
     return OpenELM(model_section(config))
 
 
+def _init_module(config) -> OpenELM:
+    """The module to initialise (trace on a length-1 dummy): attention ``xla``, since the
+    parameters do not depend on it and kernels such as splash need real lengths."""
+    m = ml_collections.ConfigDict(model_section(config))
+    m.attention = "xla"
+    return build(m)
+
+
 def init_params(config, rng: jax.Array) -> dict:
     """Initialises float32 (``model.param_dtype``) parameters, unboxed, as a nested dict.
 
     Initialisation follows corenet: every weight ``N(0, model_dim^-0.5)``, the output
     projections ``out_proj`` and ``proj_2`` scaled by ``(2 * num_layers)^-0.5``, norms 1.
     """
-    module = build(config)
+    module = _init_module(config)
     dummy = jnp.zeros((1, 1), jnp.int32)
     return nn.unbox(jax.jit(module.init)(rng, dummy)["params"])
 
 
 def logical_axes(config) -> dict:
     """The parameter tree with a ``PartitionSpec`` of logical axis names at each leaf."""
-    module = build(config)
+    module = _init_module(config)
     dummy = jnp.zeros((1, 1), jnp.int32)
     boxed = jax.eval_shape(lambda: module.init(jax.random.key(0), dummy))["params"]
     return nn.get_partition_spec(boxed)

@@ -79,3 +79,14 @@ def test_auto_is_splash_only_on_tpu():
     assert attention.resolve("splash", 2048, cached=True) == "xla"
     assert attention.splash_block(2048, False) == 512
     assert attention.splash_block(200, False) is None and attention.splash_block(200, True) == 200
+
+
+def test_init_does_not_depend_on_the_attention_implementation():
+    """Initialisation traces a length-1 input, which the splash kernel cannot take (found by
+    ``elmjax plan --search``): the parameters must come out the same for every implementation."""
+    import elmjax
+    from tests.conftest import tiny_model
+
+    want = elmjax.init_params(tiny_model(attention="xla"), jax.random.key(3))
+    got = elmjax.init_params(tiny_model(attention="splash"), jax.random.key(3))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), want, got))
