@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("--only", default="", help="run only rows whose label+topology contain this")
     ap.add_argument("--search", type=int, default=0,
                     help="pod rows: search up to this many configurations per row (0: FSDP as given)")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="print the rows already in --out; compile nothing")
     ap.add_argument("--out", default=None, help="default: benchmarks/pod_table_<rows>.jsonl")
     args = ap.parse_args()
     args.out = args.out or f"benchmarks/pod_table_{args.rows}.jsonl"
@@ -96,6 +98,8 @@ def main() -> None:
             continue
         if (label, topo) in done:
             print(row_text(label, done[(label, topo)]), flush=True)
+            continue
+        if args.no_compile:
             continue
         cfg = config.load(f"experiments/{preset}.py", overrides)
         target = plan.parse_target(topo)
