@@ -246,16 +246,18 @@ def plan_compiled(cfg: ml_collections.ConfigDict, target: Target, devices=None):
                   + mem.generated_code_size_in_bytes)
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    step_s = float(cost.get("optimal_seconds", math.nan))
+    raw_s = float(cost.get("optimal_seconds", math.nan))
     # No estimate (None) when the compiler gives none or a negative one (seen for multislice
-    # programs, whose cross-slice collectives its cost model does not price).
-    step_s = step_s if step_s > 0 else None
+    # programs, whose cross-slice collectives its cost model does not price); the raw value
+    # is kept in the report.
+    step_s = raw_s if raw_s > 0 else None
     report.update(
         per_device_bytes=per_device, temp_bytes=mem.temp_size_in_bytes,
         margin_bytes=target.chip.hbm_bytes - per_device,
         fits=per_device <= target.chip.hbm_bytes,
         xla_flops_per_step=float(cost.get("flops", math.nan)) * target.chips,
         estimated_step_s=step_s,
+        compiler_optimal_seconds=raw_s if math.isfinite(raw_s) else None,
         predicted_tokens_per_s=tokens / step_s if step_s else None,
         peak_flops_per_chip=peak,
         predicted_mfu=model_flops / (step_s * target.chips * peak) if step_s else None,
