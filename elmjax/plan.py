@@ -247,9 +247,9 @@ def plan_compiled(cfg: ml_collections.ConfigDict, target: Target, devices=None):
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     raw_s = float(cost.get("optimal_seconds", math.nan))
-    # No estimate (None) when the compiler gives none or a negative one (seen for multislice
-    # programs, whose cross-slice collectives its cost model does not price); the raw value
-    # is kept in the report.
+    # No estimate (None) when the compiler gives none or a negative one: libtpu 0.0.52 does
+    # for multislice programs and for v5e/v6e programs at long sequences (BENCHMARKS.md); the
+    # raw value is kept in the report.
     step_s = raw_s if raw_s > 0 else None
     report.update(
         per_device_bytes=per_device, temp_bytes=mem.temp_size_in_bytes,
@@ -372,8 +372,9 @@ def format_report(r: dict) -> str:
                   (f"estimate compiler's estimated step {r['estimated_step_s'] * 1e3:.1f} ms -> "
                    f"{r['predicted_tokens_per_s']:,.0f} tokens/s, MFU {100 * r['predicted_mfu']:.1f}% "
                    f"(the TPU compiler's estimate, not a measurement)" if r["estimated_step_s"]
-                   else "estimate the TPU compiler gives no step-time estimate for this program "
-                        "(it prices no cross-slice collectives: plan one slice for the estimate)"),
+                   else f"estimate the TPU compiler gave no step-time estimate for this program "
+                        f"(its cost model returned {r.get('compiler_optimal_seconds')}); memory, "
+                        f"FLOPs and collectives above are still the compiled program's"),
                   "comms    " + ", ".join(f"{k} {v / 2**20:,.1f} MiB" for k, v in
                                           r["collective_bytes"].items() if v)
                   + " per chip per step (each HLO op once)"]
