@@ -432,9 +432,24 @@ def prefetch(paths) -> None:
 
 class LocalCopies:
     """Remote files copied to a local temporary directory (for readers that need a local path:
-    safetensors, SentencePiece); the directory is removed when the process exits."""
+    safetensors, SentencePiece, TFDS); the directory is removed when the process exits."""
 
     _dir = None
+
+    @classmethod
+    def _local(cls, uri: str) -> str:
+        if cls._dir is None:
+            cls._dir = tempfile.mkdtemp(prefix="elmjax-remote-")
+            atexit.register(shutil.rmtree, cls._dir, True)
+        return os.path.join(cls._dir, scheme(uri), uri.split("://", 1)[1])
+
+    @classmethod
+    def tree(cls, prefix) -> str:
+        """A local directory with every file under ``prefix`` (``prefix`` itself when local)."""
+        p = os.fspath(prefix).rstrip("/")
+        for f in list_files(f"{p}/**") if is_remote(p) else ():
+            cls.get(f)
+        return cls._local(p) if is_remote(p) else p
 
     @classmethod
     def get(cls, path) -> str:
@@ -442,10 +457,7 @@ class LocalCopies:
         p = os.fspath(path)
         if not is_remote(p):
             return p
-        if cls._dir is None:
-            cls._dir = tempfile.mkdtemp(prefix="elmjax-remote-")
-            atexit.register(shutil.rmtree, cls._dir, True)
-        local = os.path.join(cls._dir, scheme(p), p.split("://", 1)[1])
+        local = cls._local(p)
         if not os.path.exists(local):
             os.makedirs(os.path.dirname(local), exist_ok=True)
             with open(local + ".part", "wb") as f:

@@ -147,13 +147,7 @@ def _tfds_version_dir(data_dir: str, name: str) -> str | None:
             infos[tuple(map(int, version.split(".")))] = info[:-len("/dataset_info.json")]
     if not infos:
         return None
-    version_dir = infos[max(infos)]
-    if not storage.is_remote(version_dir):
-        return version_dir
-    files = storage.list_files(storage.join(version_dir, "**"))
-    for f in files:
-        storage.LocalCopies.get(f)
-    return os.path.dirname(storage.LocalCopies.get(storage.join(version_dir, "dataset_info.json")))
+    return storage.LocalCopies.tree(infos[max(infos)])
 
 
 def _decode_tfds(value, feature):
